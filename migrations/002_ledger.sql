@@ -17,7 +17,8 @@ CREATE TABLE ledger_chains (
     created_at   timestamptz NOT NULL DEFAULT now()
 );
 
--- Accounts hold value of one kind in one programme, optionally for one owner (funder or site).
+-- Accounts hold value of one kind in one programme, for one owner (funder or site) or, for
+-- programme-wide accounts, for the nil UUID (not NULL, so lookups are plain equality joins).
 -- normal_side: +1 debit-normal, -1 credit-normal; balance is kept in the normal direction.
 -- funder_cash_in is the only credit-normal account: it is where value enters the programme
 -- (its balance is what the funder paid in); every other account is a place value sits in.
@@ -26,13 +27,14 @@ CREATE TABLE accounts (
     programme_id uuid   NOT NULL REFERENCES ledger_chains (programme_id),
     kind         text   NOT NULL CHECK (kind IN ('funder_cash_in', 'fees', 'unissued', 'outstanding',
                                                  'site_payable', 'site_paid', 'funder_returned')),
-    owner_id     uuid,
+    owner_id     uuid   NOT NULL,
     normal_side  smallint NOT NULL,
     non_negative boolean  NOT NULL,
     balance      bigint   NOT NULL DEFAULT 0,
     created_at   timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT accounts_one_per_kind UNIQUE NULLS NOT DISTINCT (programme_id, kind, owner_id),
-    CONSTRAINT accounts_owner CHECK ((kind IN ('unissued', 'outstanding')) = (owner_id IS NULL)),
+    CONSTRAINT accounts_one_per_kind UNIQUE (programme_id, kind, owner_id),
+    CONSTRAINT accounts_owner CHECK ((kind IN ('unissued', 'outstanding'))
+                                    = (owner_id = '00000000-0000-0000-0000-000000000000')),
     CONSTRAINT accounts_side CHECK (normal_side = CASE kind WHEN 'funder_cash_in' THEN -1 ELSE 1 END),
     -- site_payable may go negative: a redemption reversed after it was paid is owed back by
     -- the site and rides as a negative line on its next statement.
@@ -150,7 +152,7 @@ CREATE FUNCTION ledger_guard_account() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' OR NEW.id <> OLD.id OR NEW.programme_id <> OLD.programme_id
-       OR NEW.kind <> OLD.kind OR NEW.owner_id IS DISTINCT FROM OLD.owner_id
+       OR NEW.kind <> OLD.kind OR NEW.owner_id <> OLD.owner_id
        OR NEW.normal_side <> OLD.normal_side OR NEW.non_negative <> OLD.non_negative THEN
         RAISE EXCEPTION 'accounts: % of identity columns refused', TG_OP
             USING ERRCODE = 'insufficient_privilege';

@@ -1,0 +1,278 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// TxKind is the business meaning of a transaction.
+type TxKind string
+
+const (
+	KindFunding      TxKind = "funding"      // funder cash in -> unissued (+ fees)
+	KindIssuance     TxKind = "issuance"     // unissued -> outstanding
+	KindCancellation TxKind = "cancellation" // outstanding -> unissued
+	KindRedemption   TxKind = "redemption"   // outstanding -> site payable
+	KindReversal     TxKind = "reversal"     // the exact opposite of an earlier transaction
+	KindPayout       TxKind = "payout"       // site payable -> site paid
+	KindExpiry       TxKind = "expiry"       // outstanding -> unissued, at close-out
+	KindReturn       TxKind = "return"       // unissued -> funder returned
+	KindTransfer     TxKind = "transfer"     // any other move (operator corrections, tests)
+)
+
+var txKinds = []TxKind{KindFunding, KindIssuance, KindCancellation, KindRedemption, KindReversal,
+	KindPayout, KindExpiry, KindReturn, KindTransfer}
+
+// Posting moves Amount cents on one account: positive is a debit, negative a credit.
+type Posting struct {
+	Account AccountRef
+	Amount  int64
+}
+
+// Move returns the two postings that move amount cents from one account to another.
+func Move(from, to AccountRef, amount int64) []Posting {
+	return []Posting{{Account: from, Amount: -amount}, {Account: to, Amount: amount}}
+}
+
+// Entry is a transaction to post. Its postings must sum to zero, touch each account at most
+// once, and belong to the entry's programme.
+type Entry struct {
+	ID             uuid.UUID // optional; a time-ordered UUID is chosen when nil
+	Programme      uuid.UUID
+	Kind           TxKind
+	EffectiveAt    time.Time // optional; defaults to the recording time
+	Org            uuid.UUID // the organisation on whose behalf it is written
+	IdempotencyKey string
+	RequestHash    []byte
+	Reverses       uuid.UUID
+	Metadata       map[string]string
+	Postings       []Posting
+}
+
+// Posted is what the ledger recorded for one entry.
+type Posted struct {
+	ID         uuid.UUID
+	Programme  uuid.UUID
+	Seq        int64
+	RecordedAt time.Time
+	Hash       []byte
+}
+
+// ErrUnbalanced is returned (wrapped) for entries whose postings do not sum to zero.
+var ErrUnbalanced = errors.New("postings do not sum to zero")
+
+func (e *Entry) validate() error {
+	if e.Programme == uuid.Nil {
+		return errors.New("no programme")
+	}
+	if !slices.Contains(txKinds, e.Kind) {
+		return fmt.Errorf("unknown kind %q", e.Kind)
+	}
+	if e.Org == uuid.Nil {
+		return errors.New("no organisation")
+	}
+	if len(e.Postings) < 2 {
+		return fmt.Errorf("%d postings, need at least 2", len(e.Postings))
+	}
+	if len(e.RequestHash) != 0 && len(e.RequestHash) != 32 {
+		return fmt.Errorf("request hash of %d bytes, need 32", len(e.RequestHash))
+	}
+	var sum int64
+	seen := make(map[AccountRef]bool, len(e.Postings))
+	for _, p := range e.Postings {
+		if err := p.Account.validate(); err != nil {
+			return err
+		}
+		if p.Account.Programme != e.Programme {
+			return fmt.Errorf("account %s outside programme %s", p.Account, e.Programme)
+		}
+		if p.Amount == 0 {
+			return fmt.Errorf("zero posting on %s", p.Account)
+		}
+		if seen[p.Account] {
+			return fmt.Errorf("account %s posted twice", p.Account)
+		}
+		seen[p.Account] = true
+		sum += p.Amount
+	}
+	if sum != 0 {
+		return fmt.Errorf("%w: sum is %d", ErrUnbalanced, sum)
+	}
+	return nil
+}
+
+// Post writes entries in tx, as one ledger transaction each, chained per programme.
+//
+// All entries go to the database in one round trip of inserts after the chain heads of their
+// programmes are locked (in programme id order, so concurrent batches cannot deadlock on
+// them). Posting many entries in one call is how group commit amortises the per-programme
+// chain lock and the hot "outstanding" account: one chain-head update and one balance update
+// per account per call, whatever the number of entries.
+func (l *Ledger) Post(ctx context.Context, tx pgx.Tx, entries ...Entry) ([]Posted, error) {
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	var refs []AccountRef
+	programmes := make([]uuid.UUID, 0, 1)
+	for i := range entries {
+		if err := entries[i].validate(); err != nil {
+			return nil, fmt.Errorf("post entry %d (%s): %w", i, entries[i].Kind, err)
+		}
+		for _, p := range entries[i].Postings {
+			refs = append(refs, p.Account)
+		}
+		if !slices.Contains(programmes, entries[i].Programme) {
+			programmes = append(programmes, entries[i].Programme)
+		}
+	}
+	slices.SortFunc(programmes, func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) })
+
+	ids, err := l.resolveAccounts(ctx, tx, refs)
+	if err != nil {
+		return nil, fmt.Errorf("post: %w", err)
+	}
+
+	// Lock the chain heads; rows are locked in ORDER BY order.
+	heads := make(map[uuid.UUID]*chainHead, len(programmes))
+	rows, err := tx.Query(ctx, `
+		SELECT programme_id, last_seq, last_hash FROM ledger_chains
+		 WHERE programme_id = ANY($1) ORDER BY programme_id FOR UPDATE`, programmes)
+	if err != nil {
+		return nil, fmt.Errorf("post: lock chains: %w", err)
+	}
+	for rows.Next() {
+		var h chainHead
+		var p uuid.UUID
+		if err := rows.Scan(&p, &h.seq, &h.hash); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("post: lock chains: %w", err)
+		}
+		heads[p] = &h
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("post: lock chains: %w", err)
+	}
+	for _, p := range programmes {
+		if heads[p] == nil {
+			return nil, fmt.Errorf("post: programme %s has no ledger chain", p)
+		}
+	}
+
+	// Recorded after the chain lock, so recorded_at follows seq within a programme.
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	n := len(entries)
+	var (
+		txProg, txID, txOrg, txRev = make([]uuid.UUID, n), make([]uuid.UUID, n), make([]uuid.UUID, n), make([]*uuid.UUID, n)
+		txSeq                      = make([]int64, n)
+		txKind, txKey, txMeta      = make([]string, n), make([]*string, n), make([]string, n)
+		txEff, txRec               = make([]time.Time, n), make([]time.Time, n)
+		txReqHash, txPrev, txHash  = make([][]byte, n), make([][]byte, n), make([][]byte, n)
+		pProg                      []uuid.UUID
+		pSeq, pAccount, pAmount    []int64
+		posted                     = make([]Posted, n)
+	)
+	for i := range entries {
+		e := &entries[i]
+		h := heads[e.Programme]
+		h.seq++
+		id := e.ID
+		if id == uuid.Nil {
+			if id, err = uuid.NewV7(); err != nil {
+				return nil, fmt.Errorf("post: %w", err)
+			}
+		}
+		eff := e.EffectiveAt
+		if eff.IsZero() {
+			eff = now
+		}
+		meta, err := encodeMetadata(e.Metadata)
+		if err != nil {
+			return nil, fmt.Errorf("post entry %d: %w", i, err)
+		}
+		rec := Record{
+			Programme: e.Programme, Seq: h.seq, ID: id, Kind: e.Kind,
+			EffectiveAt: eff.UTC().Truncate(time.Microsecond), RecordedAt: now, Org: e.Org,
+			IdempotencyKey: e.IdempotencyKey, RequestHash: e.RequestHash, Reverses: e.Reverses,
+			Metadata: meta, PrevHash: h.hash,
+		}
+		for _, p := range e.Postings {
+			rec.Postings = append(rec.Postings, RecordPosting{AccountID: ids[p.Account], Amount: p.Amount})
+			pProg = append(pProg, e.Programme)
+			pSeq = append(pSeq, h.seq)
+			pAccount = append(pAccount, ids[p.Account])
+			pAmount = append(pAmount, p.Amount)
+		}
+		rec.Hash = ChainHash(h.hash, &rec)
+		h.hash = rec.Hash
+
+		txProg[i], txSeq[i], txID[i], txKind[i] = rec.Programme, rec.Seq, id, string(rec.Kind)
+		txEff[i], txRec[i], txOrg[i] = rec.EffectiveAt, now, rec.Org
+		if rec.IdempotencyKey != "" {
+			txKey[i] = &e.IdempotencyKey
+		}
+		if len(rec.RequestHash) > 0 {
+			txReqHash[i] = rec.RequestHash
+		}
+		if rec.Reverses != uuid.Nil {
+			txRev[i] = &e.Reverses
+		}
+		txMeta[i], txPrev[i], txHash[i] = string(meta), rec.PrevHash, rec.Hash
+		posted[i] = Posted{ID: id, Programme: rec.Programme, Seq: rec.Seq, RecordedAt: now, Hash: rec.Hash}
+	}
+
+	headProg := make([]uuid.UUID, 0, len(programmes))
+	headSeq := make([]int64, 0, len(programmes))
+	headHash := make([][]byte, 0, len(programmes))
+	for _, p := range programmes {
+		headProg = append(headProg, p)
+		headSeq = append(headSeq, heads[p].seq)
+		headHash = append(headHash, heads[p].hash)
+	}
+
+	// One round trip: transactions, then all postings in ONE statement (the database checks
+	// each transaction balances and moves balances once per statement), then the chain heads.
+	b := &pgx.Batch{}
+	b.Queue(`
+		INSERT INTO transactions (programme_id, seq, id, kind, effective_at, recorded_at, org_id,
+		                          idempotency_key, request_hash, reverses, metadata, prev_hash, hash)
+		SELECT p, s, i, k, e, r, o, ik, rh, rv, m::json, ph, h
+		  FROM unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::text[], $5::timestamptz[], $6::timestamptz[],
+		              $7::uuid[], $8::text[], $9::bytea[], $10::uuid[], $11::text[], $12::bytea[], $13::bytea[])
+		       AS t(p, s, i, k, e, r, o, ik, rh, rv, m, ph, h)`,
+		txProg, txSeq, txID, txKind, txEff, txRec, txOrg, txKey, txReqHash, txRev, txMeta, txPrev, txHash)
+	b.Queue(`
+		INSERT INTO postings (programme_id, seq, account_id, amount)
+		SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[])`,
+		pProg, pSeq, pAccount, pAmount)
+	b.Queue(`
+		UPDATE ledger_chains c SET last_seq = h.s, last_hash = h.h
+		  FROM unnest($1::uuid[], $2::bigint[], $3::bytea[]) AS h(p, s, h)
+		 WHERE c.programme_id = h.p`, headProg, headSeq, headHash)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("post %d entries: %w", n, err)
+	}
+	return posted, nil
+}
+
+type chainHead struct {
+	seq  int64
+	hash []byte
+}
+
+// encodeMetadata renders metadata as JSON with sorted keys; these exact bytes are stored (in a
+// json column, which keeps them verbatim) and hashed.
+func encodeMetadata(m map[string]string) ([]byte, error) {
+	if len(m) == 0 {
+		return []byte("{}"), nil
+	}
+	return json.Marshal(m)
+}

@@ -1,0 +1,90 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+var (
+	retriesTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "passnum_db_tx_retries_total",
+		Help: "Database transactions retried after a serialization failure, deadlock or idempotency race.",
+	}, []string{"op", "sqlstate"})
+	txTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "passnum_db_tx_total",
+		Help: "Database transactions run, by operation and outcome.",
+	}, []string{"op", "outcome"})
+)
+
+const (
+	maxAttempts  = 8
+	retryBase    = 2 * time.Millisecond
+	retryCeiling = 250 * time.Millisecond
+)
+
+// retryable reports whether a failed transaction can simply be run again: serialization
+// failures (40001), deadlocks (40P01), and a concurrent first use of the same idempotency key
+// (23505 on its primary key), after which the replay finds the committed result.
+func retryable(err error) (string, bool) {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return "", false
+	}
+	switch {
+	case pgErr.Code == "40001", pgErr.Code == "40P01":
+		return pgErr.Code, true
+	case pgErr.Code == "23505" && pgErr.ConstraintName == "idempotency_keys_pkey":
+		return pgErr.Code, true
+	}
+	return "", false
+}
+
+// RunInTx runs fn in one database transaction (READ COMMITTED, with explicit row locks in
+// the domain code) and commits it. It is the only retry loop of the code base: retryable
+// failures are retried with full-jitter exponential backoff, each retry logged and counted.
+func (l *Ledger) RunInTx(ctx context.Context, op string, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	return l.runInTx(ctx, op, pgx.TxOptions{}, fn)
+}
+
+// RunInSnapshot runs fn in a read-only REPEATABLE READ transaction: every query sees one
+// consistent snapshot (verification, reports, exports).
+func (l *Ledger) RunInSnapshot(ctx context.Context, op string, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	return l.runInTx(ctx, op, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
+}
+
+func (l *Ledger) runInTx(ctx context.Context, op string, opts pgx.TxOptions, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	for attempt := 1; ; attempt++ {
+		err := pgx.BeginTxFunc(ctx, l.pool, opts, func(tx pgx.Tx) error { return fn(ctx, tx) })
+		if err == nil {
+			txTotal.WithLabelValues(op, "ok").Inc()
+			return nil
+		}
+		code, again := retryable(err)
+		if !again || attempt == maxAttempts {
+			txTotal.WithLabelValues(op, "error").Inc()
+			if again {
+				return fmt.Errorf("%s: gave up after %d attempts: %w", op, attempt, err)
+			}
+			return err
+		}
+		retriesTotal.WithLabelValues(op, code).Inc()
+		wait := min(retryCeiling, retryBase<<(attempt-1))
+		wait = time.Duration(rand.Int64N(int64(wait)) + 1)
+		l.log.LogAttrs(ctx, slog.LevelWarn, "retrying transaction",
+			slog.String("op", op), slog.String("sqlstate", code), slog.Int("attempt", attempt), slog.Duration("backoff", wait))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
