@@ -6,12 +6,25 @@ const ReasonBICFormat = "BIC_FORMAT"
 // NormalizeBIC returns a BIC (ISO 9362, also called SWIFT code) without spaces and in upper
 // case: 4 letters for the bank, 2 for the country, 2 letters or digits for the location and an
 // optional 3 for the branch, i.e. ^[A-Z]{4}[A-Z]{2}[A-Z0-9]{2}([A-Z0-9]{3})?$.
+//
+// Like the BICIdentifier type of the ISO 20022 schemas, the first location character may not be
+// 0 or 1 (reserved for test and training BICs) and the second may not be the letter O (to avoid
+// confusion with zero), so every BIC accepted here can go in a SEPA payment file.
 func NormalizeBIC(s string) (string, error) {
 	s = stripSpaces(s)
 	ok := len(s) == 8 || len(s) == 11
 	for i := 0; ok && i < len(s); i++ {
 		c := s[i]
-		ok = isLetter(c) || i >= 6 && c >= '0' && c <= '9'
+		switch {
+		case i < 6:
+			ok = isLetter(c)
+		case i == 6:
+			ok = isLetter(c) || c >= '2' && c <= '9'
+		case i == 7:
+			ok = isLetter(c) && c != 'O' || c >= '0' && c <= '9'
+		default:
+			ok = isLetter(c) || c >= '0' && c <= '9'
+		}
 	}
 	if !ok {
 		return "", invalid(ReasonBICFormat,

@@ -151,6 +151,8 @@ func TestBIC(t *testing.T) {
 		{"AGRIFRPP882", "AGRIFRPP882"},
 		{"BDFEFRPPCCT", "BDFEFRPPCCT"}, // Banque de France, Trésor public accounts
 		{"NWBKGB2L", "NWBKGB2L"},
+		{"ABCDFR20", "ABCDFR20"}, // location may be digits from 2, then 0 to 9
+		{"ABCDFRP9ABC", "ABCDFRP9ABC"},
 	} {
 		got, err := NormalizeBIC(tc.in)
 		if err != nil || got != tc.want {
@@ -163,6 +165,7 @@ func TestBIC(t *testing.T) {
 	for _, in := range []string{
 		"", "BNPAFRP", "BNPAFRPPX", "BNPAFRPPXX", "BNPAFRPPXXXX", "BNP1FRPP", "BNPAF1PP",
 		"BNPA-FR-PP", "BNPAFRPÉ", "12345678",
+		"BNPAFR0P", "BNPAFR1P", "BNPAFRPO", // test BIC location codes, O for zero
 	} {
 		checkFault(t, "NormalizeBIC("+in+")", ValidBIC(in), ReasonBICFormat)
 	}
