@@ -236,7 +236,12 @@ func (i *interceptors) unaryDeadline(ctx context.Context, req any, info *grpc.Un
 	return handler(ctx, req)
 }
 
+// streamDeadline bounds streaming RPCs, except the public ones: a health Watch is meant to
+// stay open.
 func (i *interceptors) streamDeadline(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if isPublic(info.FullMethod) {
+		return handler(srv, ss)
+	}
 	ctx, cancel := bound(ss.Context(), i.streamTimeout)
 	defer cancel()
 	return handler(srv, withContext(ss, ctx))

@@ -75,6 +75,10 @@ func (s *testService) EmptyCall(ctx context.Context, _ *testpb.Empty) (*testpb.E
 
 func (s *testService) StreamingOutputCall(req *testpb.StreamingOutputCallRequest, stream grpc.ServerStreamingServer[testpb.StreamingOutputCallResponse]) error {
 	s.calls.Add(1)
+	dl, _ := stream.Context().Deadline()
+	s.mu.Lock()
+	s.deadline = dl
+	s.mu.Unlock()
 	return stream.Send(&testpb.StreamingOutputCallResponse{})
 }
 
@@ -529,7 +533,7 @@ func TestPanicBecomesInternal(t *testing.T) {
 }
 
 func TestServerDeadline(t *testing.T) {
-	f := newFixture(t, func(c *Config) { c.RequestTimeout = 2 * time.Second })
+	f := newFixture(t, func(c *Config) { c.RequestTimeout, c.StreamTimeout = 2*time.Second, 3*time.Second })
 	ctx := withToken(f.token(t, auth.RoleSite))
 	deadline := func() time.Duration {
 		f.svc.mu.Lock()
@@ -557,6 +561,16 @@ func TestServerDeadline(t *testing.T) {
 	}
 	if d := deadline(); d > 500*time.Millisecond {
 		t.Fatalf("short client deadline not kept: %s left", d)
+	}
+	stream, err := f.client.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	if d := deadline(); d <= 2*time.Second || d > 3*time.Second {
+		t.Fatalf("stream without client deadline: handler has %s left, want the 3s stream timeout", d)
 	}
 }
 
@@ -720,5 +734,27 @@ func TestJunkHeaderFromRawHTTP2Client(t *testing.T) {
 	f.wantNoCall(t)
 	if _, err := f.client.UnaryCall(withToken(f.token(t, auth.RoleSite)), body("hello")); err != nil {
 		t.Fatalf("server does not serve after the junk: %v", err)
+	}
+}
+
+// Streams get the server's stream deadline, except a health Watch, which stays open.
+func TestHealthWatchOutlivesStreamTimeout(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.StreamTimeout = 100 * time.Millisecond })
+	w, err := healthpb.NewHealthClient(f.conn).Watch(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first, err := w.Recv(); err != nil || first.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("first watch update %v %v", first, err)
+	}
+	next := make(chan error, 1)
+	go func() {
+		_, err := w.Recv()
+		next <- err
+	}()
+	select {
+	case err := <-next:
+		t.Fatalf("watch ended after the stream timeout: %v", err)
+	case <-time.After(400 * time.Millisecond):
 	}
 }
