@@ -2,11 +2,13 @@
 -- redemptions. Money in bigint cents, durations in integer minutes. Identifier checks (Luhn,
 -- mod-97) are repeated here so that no path around the Go code can store a bad one.
 
--- Luhn over 14 digits: from the right, every second digit is doubled.
+-- Luhn over 14 digits: from the right, every second digit is doubled. La Poste's
+-- establishments (SIREN 356000000) use a digit sum multiple of 5 instead, except its head
+-- office 35600000000048. Same rule as internal/ident.
 CREATE FUNCTION siret_valid(s text) RETURNS boolean
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     SELECT s ~ '^[0-9]{14}$' AND (
-        CASE WHEN left(s, 9) = '356000000'
+        CASE WHEN left(s, 9) = '356000000' AND s <> '35600000000048'
              THEN (SELECT sum(substr(s, i, 1)::int) FROM generate_series(1, 14) i) % 5 = 0
              ELSE (SELECT sum(CASE WHEN i % 2 = 0 THEN (d * 2) / 10 + (d * 2) % 10 ELSE d END)
                      FROM (SELECT i, substr(reverse(s), i, 1)::int AS d
