@@ -42,7 +42,9 @@ $$;
 
 CREATE FUNCTION departement_valid(s text) RETURNS boolean
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT s ~ '^(0[1-9]|1[0-9]|[3-8][0-9]|9[0-5]|2[1-9]|2A|2B|97[1-6])$'
+    -- Metropolitan 01-95 (20 split into 2A/2B), overseas 971-976, and the collectivités
+    -- 975, 977, 978, 986-988 whose communes have INSEE codes. Same rule as internal/ident.
+    SELECT s ~ '^(0[1-9]|1[0-9]|[3-8][0-9]|9[0-5]|2[1-9]|2A|2B|97[1-8]|98[678])$'
 $$;
 
 CREATE TABLE organisations (
