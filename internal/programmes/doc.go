@@ -1,0 +1,89 @@
+// Package programmes is the voucher lifecycle: programmes and their funding, books ordered for
+// distributors and handed out to beneficiaries, and vouchers checked, held, redeemed and
+// reversed at mediation sites. Every operation is one database transaction run through the
+// ledger (ledger.RunInTx), and every write is exactly-once per (organisation, idempotency key)
+// (ledger.Do, or ledger.Claim/Remember for redemptions, which are batched).
+//
+// # Money moves
+//
+// All amounts are cents in the programme's ledger chain, opened when the programme is created.
+//
+//	funding       FunderCashIn[funder] −amount, Unissued +budget, Fees[funder] +fee
+//	issuance      Unissued → Outstanding          books × vouchers per book × face value
+//	cancellation  Outstanding → Unissued          a cancelled book's vouchers, or a voucher
+//	                                              voided for fraud after its redemption is reversed
+//	redemption    Outstanding → SitePayable[site] one voucher's face value
+//	reversal      the exact opposite of a redemption (ledger.ReversalOf)
+//	expiry        Outstanding → Unissued          a redemption reversed for an error once the
+//	                                              voucher can no longer be redeemed
+//
+// So "outstanding = face value of the vouchers in stock or available" holds after every
+// operation, and since Unissued may never go negative (a CHECK in the database), no voucher
+// exists whose value was not paid in first.
+//
+// # Rules
+//
+// Funding fee. A programme's fee_bps is charged on the value made available to the programme,
+// not on the amount paid in: paying amount A buys a budget B and a fee F with
+// F = B × fee_bps / 10000 and A = B + F, so F = ⌊A × fee_bps / (10000 + fee_bps)⌋ (rounded
+// down, in the funder's favour) and B = A − F. With the historical 4 %, 10 400 € paid in
+// makes 10 000 € of vouchers available and 400 € of fees. A fee of zero posts no fee line.
+//
+// Ordering books. The operator or a funder of the programme orders 1 to 100 000 books for an
+// eligible distributor while the programme is open and its validity has not ended. The order
+// is refused with PROGRAMME_NOT_FUNDED unless its face value fits in the programme's unissued
+// budget. Orders of a programme are serialised by the lock on the programme's row (taken by
+// the UPDATE that allocates the book numbers), which gives the budget read "for update"
+// semantics: nothing else spends the unissued budget without that lock except close-out, and
+// the never-negative CHECK on accounts is the last guard. Codes are 60 random bits
+// (internal/vcode); vouchers and books are written with COPY, the vouchers inside a savepoint
+// so that a code colliding with an existing voucher (the primary key) is simply drawn again.
+//
+// Books. A book is in stock until its distributor hands it out (only a target-public flag and
+// a département among the programme's territories are kept, never an identity), which makes
+// its vouchers available; this is refused once the programme's validity has ended. The
+// operator or the distributor may cancel a book still in stock: the book is cancelled, its
+// vouchers voided and their value returns to the unissued budget.
+//
+// Vouchers. Any site may check a code (no write). A site may hold an available voucher for 1
+// to 30 minutes (default 10); while the hold runs no other site can hold or redeem it, and the
+// same site holding again extends it. A voucher can be redeemed until its programme's
+// valid_until plus grace_days (the "redeemable until" date), for a service given on or before
+// valid_until, not in the future and not before its book was handed out.
+//
+// Redemptions. A redemption is refused, writing nothing, with one reason each, checked in
+// this order so that a request always gets the same answer for the same state: input faults
+// (code, minutes 1 to 480, service date in the future), SITE_NOT_QUALIFIED (the site's label
+// does not cover the service date), SERVICE_NOT_IN_CATALOGUE, VOUCHER_NOT_FOUND,
+// VOUCHER_ALREADY_REDEEMED, VOUCHER_NOT_ACTIVE (book not handed out, or voucher voided),
+// VOUCHER_EXPIRED (past redeemable-until, service date after valid_until, or expired at
+// close-out), VOUCHER_OUT_OF_TERRITORY (the site's département is not among the programme's
+// territories), VOUCHER_HELD (held by another site), and SERVICE_DATE_BEFORE_HAND_OUT. Every loser of a race on one voucher gets the same VOUCHER_ALREADY_REDEEMED fault,
+// built from the winning redemption (its time, site and site name) whether the winner
+// committed earlier or in the same batch.
+//
+// Group commit. Every redemption of a programme moves its one Outstanding account and
+// extends its one hash chain, so a programme's redemptions are serialised by those rows.
+// RedeemVoucher therefore queues requests for a few executors; each takes everything queued
+// (up to a maximum) and redeems it in one database transaction (redeemBatch): the
+// idempotency keys are claimed in sorted order, the vouchers locked in one query in code
+// order, each item checked in Go, and the winners written with one UPDATE, one INSERT, one
+// ledger Post and one INSERT of idempotency records. The hot rows are then locked once per
+// batch instead of once per voucher. A request whose key already appears in a batch waits for
+// the next batch, where it replays the first one's answer. If a batch fails as a whole for an
+// unexpected reason its items are run again one by one, so one bad item never fails the
+// others.
+//
+// Reversals. The operator reverses a redemption with a reason and a note. For an error the
+// voucher becomes available again (its round counter stays, so the next redemption is round
+// + 1), unless it can no longer be redeemed: then it is marked expired and its value moves
+// Outstanding → Unissued (expiry). For fraud the voucher is voided and its value moves
+// Outstanding → Unissued (cancellation) in the same transaction.
+//
+// # Who sees what
+//
+// Programmes: the operator sees all; a funder the programmes it co-finances; a distributor the
+// programmes it is eligible for; a site every open programme (it needs their territories and
+// validity to know which vouchers it may take). Books: the operator sees all; a funder the
+// books of its programmes; a distributor its own books; sites none. The filters are in SQL.
+package programmes

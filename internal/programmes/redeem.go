@@ -1,0 +1,474 @@
+package programmes
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/fault"
+	"github.com/passnum/passnum/internal/orgs"
+	"github.com/passnum/passnum/internal/vcode"
+	"github.com/passnum/passnum/ledger"
+)
+
+// MaxMinutes is the longest help one voucher pays for, in minutes.
+const MaxMinutes = 480
+
+// opRedeem names redemptions in idempotency records.
+const opRedeem = "RedeemVoucher"
+
+// RedeemSpec is a redemption request.
+type RedeemSpec struct {
+	Code        string    // as typed or scanned
+	Service     string    // from the site's catalogue
+	Minutes     int32     // 1 to 480
+	ServiceDate time.Time // zero: today
+}
+
+// Redemption is a recorded redemption.
+type Redemption struct {
+	Code        vcode.Code `json:"code"`
+	Round       int32      `json:"round"`
+	Programme   uuid.UUID  `json:"programme_id"`
+	Site        uuid.UUID  `json:"site_id"`
+	Service     string     `json:"service"`
+	Minutes     int32      `json:"minutes"`
+	ServiceDate time.Time  `json:"service_date"`
+	AmountCents int64      `json:"amount_cents"`
+	RedeemedAt  time.Time  `json:"redeemed_at"`
+	Ledger      LedgerRef  `json:"ledger"`
+}
+
+// redeemItem is one queued redemption request and, once done is closed, its outcome.
+type redeemItem struct {
+	ctx     context.Context
+	site    *orgs.SiteInfo
+	key     string
+	hash    []byte
+	code    vcode.Code
+	service string
+	minutes int32
+	date    time.Time // service date
+
+	res  *Redemption
+	err  error
+	done chan struct{}
+}
+
+// RedeemVoucher redeems a voucher for a service given at the calling site, exactly once per
+// idempotency key whatever the network does: the same key and request return the recorded
+// redemption. Concurrent calls are committed together in batches (see the package doc).
+func (s *Service) RedeemVoucher(ctx context.Context, p auth.Principal, key string, spec RedeemSpec) (*Redemption, error) {
+	if err := requireRole(p, auth.RoleSite); err != nil {
+		return nil, err
+	}
+	if key == "" {
+		return nil, ledger.ErrKeyRequired
+	}
+	c, err := vcode.Parse(spec.Code)
+	if err != nil {
+		return nil, err
+	}
+	spec.Service = strings.TrimSpace(spec.Service)
+	if spec.Service == "" {
+		return nil, fault.InvalidField("service", "Indiquez le service rendu, choisi dans le catalogue de votre lieu.")
+	}
+	if spec.Minutes < 1 || spec.Minutes > MaxMinutes {
+		return nil, fault.InvalidField("minutes", "La durée de l'accompagnement est comprise entre 1 et 480 minutes (8 heures).")
+	}
+	// The hash covers the request as sent: a retry the next day of a request without a date
+	// is the same request.
+	hash, err := ledger.HashRequest(opRedeem, struct {
+		Code        int64  `json:"code"`
+		Service     string `json:"service"`
+		Minutes     int32  `json:"minutes"`
+		ServiceDate string `json:"service_date"`
+	}{int64(c), spec.Service, spec.Minutes, FormatDate(spec.ServiceDate)})
+	if err != nil {
+		return nil, err
+	}
+	today := s.today()
+	date := spec.ServiceDate
+	if date.IsZero() {
+		date = today
+	}
+	if date.After(today) {
+		return nil, fault.InvalidField("service_date", "La date du service ne peut pas être dans le futur.")
+	}
+	site, err := orgs.SiteForRedemption(ctx, s.l.Pool(), p.Org)
+	if err != nil {
+		return nil, err
+	}
+	it := &redeemItem{ctx: ctx, site: &site, key: key, hash: hash, code: c, service: spec.Service,
+		minutes: spec.Minutes, date: date, done: make(chan struct{})}
+	if err := s.redeemer.submit(ctx, it); err != nil {
+		return nil, err
+	}
+	return it.res, it.err
+}
+
+// redeemBatch redeems items in tx and sets each item's outcome: a redemption (new or
+// replayed) or a fault. Refused items write nothing. It returns an error only when the
+// transaction cannot go on; the items' outcomes are then meaningless.
+//
+// Lock order, the same in every batch so that batches cannot deadlock one another:
+// idempotency keys (sorted), vouchers (by code), then the ledger's chain head and accounts.
+func (s *Service) redeemBatch(ctx context.Context, tx pgx.Tx, items []*redeemItem) error {
+	for _, it := range items {
+		it.res, it.err = nil, nil
+	}
+	// 1. Claim the keys, replaying what was recorded. The executor never puts one key twice
+	// in a batch.
+	order := slices.Clone(items)
+	slices.SortFunc(order, func(a, b *redeemItem) int {
+		if c := bytes.Compare(a.site.ID[:], b.site.ID[:]); c != 0 {
+			return c
+		}
+		return strings.Compare(a.key, b.key)
+	})
+	for _, it := range order {
+		prior, err := ledger.Claim(ctx, tx, it.site.ID, it.key)
+		if f, ok := fault.As(err); ok {
+			it.err = f
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if prior != nil {
+			var r Redemption
+			if err := prior.Replay(opRedeem, it.hash, &r); err != nil {
+				if _, ok := fault.As(err); !ok {
+					return err
+				}
+				it.err = err
+				continue
+			}
+			it.res = &r
+		}
+	}
+	// 2. Site checks need no voucher.
+	var pending []*redeemItem
+	for _, it := range items {
+		if it.res != nil || it.err != nil {
+			continue
+		}
+		if !it.site.QualifiedOn(it.date) {
+			it.err = siteNotQualified(it.site, it.date)
+			continue
+		}
+		svc, ok := it.site.Offers(it.service)
+		if !ok {
+			it.err = serviceNotInCatalogue(it.site, it.service)
+			continue
+		}
+		it.service = svc
+		pending = append(pending, it)
+	}
+	if len(pending) == 0 {
+		return nil
+	}
+	// 3. Lock every voucher named, in code order, then read the last redemption of those
+	// already redeemed.
+	codes := make([]int64, 0, len(pending))
+	for _, it := range pending {
+		codes = append(codes, int64(it.code))
+	}
+	slices.Sort(codes)
+	codes = slices.Compact(codes)
+	rows, err := tx.Query(ctx, voucherSelect+` WHERE v.code = ANY($1) ORDER BY v.code FOR UPDATE OF v`, codes)
+	if err != nil {
+		return fmt.Errorf("lock vouchers: %w", err)
+	}
+	vouchers := make(map[vcode.Code]*voucherRow, len(codes))
+	var locked []*voucherRow
+	for rows.Next() {
+		v, err := scanVoucher(rows)
+		if err != nil {
+			rows.Close()
+			return fmt.Errorf("lock vouchers: %w", err)
+		}
+		vouchers[v.code] = v
+		locked = append(locked, v)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("lock vouchers: %w", err)
+	}
+	if err := loadLastRedemptions(ctx, tx, locked); err != nil {
+		return err
+	}
+	// 4. Decide in arrival order. A winner updates the in-memory voucher, so a later item on
+	// the same voucher is refused exactly like a loser of a later batch would be.
+	now := s.now().UTC().Truncate(time.Microsecond)
+	var winners []*redeemItem
+	for _, it := range pending {
+		v := vouchers[it.code]
+		if v == nil {
+			it.err = voucherNotFound(it.code)
+			continue
+		}
+		if err := voucherRefusal(it.site, v, it.date, now); err != nil {
+			it.err = err
+			continue
+		}
+		v.status = VoucherRedeemed
+		v.rounds++
+		v.heldBy, v.heldUntil = nil, nil
+		v.last = &lastRedemption{at: now, site: it.site.ID, siteName: it.site.Name}
+		it.res = &Redemption{Code: it.code, Round: int32(v.rounds), Programme: v.programme, Site: it.site.ID,
+			Service: it.service, Minutes: it.minutes, ServiceDate: it.date, AmountCents: v.faceValue, RedeemedAt: now}
+		winners = append(winners, it)
+	}
+	if len(winners) == 0 {
+		return nil
+	}
+	// 5. Write the winners: vouchers, ledger, redemptions, idempotency records.
+	n := len(winners)
+	var (
+		wCodes             = make([]int64, n)
+		wRounds            = make([]int16, n)
+		wProgs, wSites     = make([]uuid.UUID, n), make([]uuid.UUID, n)
+		wServices, wKeys   = make([]string, n), make([]string, n)
+		wOps               = make([]string, n)
+		wMinutes           = make([]int32, n)
+		wDates, wAt        = make([]time.Time, n), make([]time.Time, n)
+		wAmounts           = make([]int64, n)
+		wTx                = make([]uuid.UUID, n)
+		wHashes, wResponse = make([][]byte, n), make([][]byte, n)
+		entries            = make([]ledger.Entry, n)
+	)
+	for i, it := range winners {
+		r := it.res
+		wCodes[i], wRounds[i], wProgs[i], wSites[i] = int64(r.Code), int16(r.Round), r.Programme, r.Site
+		wServices[i], wMinutes[i], wDates[i], wAmounts[i], wAt[i] = r.Service, r.Minutes, r.ServiceDate, r.AmountCents, r.RedeemedAt
+		wKeys[i], wOps[i], wHashes[i] = it.key, opRedeem, it.hash
+		entries[i] = ledger.Entry{
+			Programme: r.Programme, Kind: ledger.KindRedemption, Org: r.Site,
+			IdempotencyKey: it.key, RequestHash: it.hash,
+			Metadata: map[string]string{"code": r.Code.String(), "round": strconv.Itoa(int(r.Round)),
+				"service_date": FormatDate(r.ServiceDate), "minutes": strconv.Itoa(int(r.Minutes))},
+			Postings: ledger.Move(ledger.AccountRef{Programme: r.Programme, Kind: ledger.Outstanding},
+				ledger.AccountRef{Programme: r.Programme, Kind: ledger.SitePayable, Owner: r.Site}, r.AmountCents),
+		}
+	}
+	if _, err := tx.Exec(ctx, `
+		UPDATE vouchers SET status = 'redeemed', rounds = rounds + 1, held_by = NULL, held_until = NULL
+		 WHERE code = ANY($1)`, wCodes); err != nil {
+		return fmt.Errorf("redeem %d vouchers: %w", n, err)
+	}
+	posted, err := s.l.Post(ctx, tx, entries...)
+	if err != nil {
+		return fmt.Errorf("redeem %d vouchers: %w", n, err)
+	}
+	for i, it := range winners {
+		it.res.Ledger = refOf(posted[i])
+		wTx[i] = posted[i].ID
+		if wResponse[i], err = json.Marshal(it.res); err != nil {
+			return fmt.Errorf("redeem: encode response: %w", err)
+		}
+	}
+	b := &pgx.Batch{}
+	b.Queue(`
+		INSERT INTO redemptions (voucher_code, round, programme_id, site_id, service, minutes, service_date,
+		                         amount_cents, redeemed_at, tx_id)
+		SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::uuid[], $4::uuid[], $5::text[], $6::int[],
+		                     $7::date[], $8::bigint[], $9::timestamptz[], $10::uuid[])`,
+		wCodes, wRounds, wProgs, wSites, wServices, wMinutes, wDates, wAmounts, wAt, wTx)
+	b.Queue(`
+		INSERT INTO idempotency_keys (org_id, key, operation, request_hash, response)
+		SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::bytea[])`,
+		wSites, wKeys, wOps, wHashes, wResponse)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("redeem %d vouchers: %w", n, err)
+	}
+	return nil
+}
+
+// Redeemer defaults.
+const (
+	defaultExecutors = 4
+	defaultMaxBatch  = 256
+	batchTimeout     = 30 * time.Second
+)
+
+// errRedeemerClosed is returned to requests queued when the service closes.
+var errRedeemerClosed = errors.New("redeemer closed")
+
+// redeemer groups concurrent redemptions into batches (group commit): each executor takes
+// everything queued, up to max, with no artificial wait, so a lone request is a batch of one
+// and a busy programme commits many redemptions per lock of its hot rows.
+type redeemer struct {
+	s     *Service
+	queue chan *redeemItem
+	max   int
+	stop  chan struct{}
+	wg    sync.WaitGroup
+
+	mu     sync.RWMutex // held for reading while queueing, for writing to close
+	closed bool
+}
+
+func startRedeemer(s *Service, executors, max int) *redeemer {
+	if executors <= 0 {
+		executors = defaultExecutors
+	}
+	if max <= 0 {
+		max = defaultMaxBatch
+	}
+	r := &redeemer{s: s, queue: make(chan *redeemItem, executors*max), max: max, stop: make(chan struct{})}
+	r.wg.Add(executors)
+	for range executors {
+		go r.run()
+	}
+	return r
+}
+
+// submit queues it and waits for its outcome (or for ctx: the redemption may still commit,
+// and a retry with the same key then replays it).
+func (r *redeemer) submit(ctx context.Context, it *redeemItem) error {
+	r.mu.RLock()
+	if r.closed {
+		r.mu.RUnlock()
+		return errRedeemerClosed
+	}
+	select {
+	case r.queue <- it:
+	case <-ctx.Done():
+		r.mu.RUnlock()
+		return ctx.Err()
+	}
+	r.mu.RUnlock()
+	select {
+	case <-it.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// close stops the executors once their current batch is committed and fails what is still
+// queued. No request is queued after closed is set.
+func (r *redeemer) close() {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.closed = true
+	r.mu.Unlock()
+	close(r.stop)
+	r.wg.Wait()
+	for {
+		select {
+		case it := <-r.queue:
+			it.err = errRedeemerClosed
+			close(it.done)
+		default:
+			return
+		}
+	}
+}
+
+type itemKey struct {
+	org uuid.UUID
+	key string
+}
+
+func (r *redeemer) run() {
+	defer r.wg.Done()
+	var carried []*redeemItem
+	for {
+		batch := carried
+		carried = nil
+		if len(batch) == 0 {
+			select {
+			case it := <-r.queue:
+				batch = append(batch, it)
+			case <-r.stop:
+				return
+			}
+		}
+	drain:
+		for len(batch) < r.max {
+			select {
+			case it := <-r.queue:
+				batch = append(batch, it)
+			default:
+				break drain
+			}
+		}
+		// A key already in the batch waits for the next one, where it replays the first.
+		seen := make(map[itemKey]bool, len(batch))
+		run := make([]*redeemItem, 0, len(batch))
+		for _, it := range batch {
+			k := itemKey{it.site.ID, it.key}
+			if seen[k] {
+				carried = append(carried, it)
+				continue
+			}
+			seen[k] = true
+			run = append(run, it)
+		}
+		r.execute(run)
+		select {
+		case <-r.stop:
+			for _, it := range carried {
+				it.err = errRedeemerClosed
+				close(it.done)
+			}
+			return
+		default:
+		}
+	}
+}
+
+// execute commits one batch. Items whose caller has gone are dropped first. If the batch
+// fails as a whole, its items run again one by one, so that one bad item fails alone.
+func (r *redeemer) execute(items []*redeemItem) {
+	live := items[:0]
+	for _, it := range items {
+		if err := it.ctx.Err(); err != nil {
+			it.err = err
+			close(it.done)
+			continue
+		}
+		live = append(live, it)
+	}
+	if len(live) == 0 {
+		return
+	}
+	err := r.runBatch(live)
+	if err != nil && len(live) > 1 {
+		r.s.log.Warn("redemption batch failed, redeeming its items one by one", "items", len(live), "error", err)
+		for _, it := range live {
+			if err := r.runBatch([]*redeemItem{it}); err != nil {
+				it.res, it.err = nil, err
+			}
+		}
+	} else if err != nil {
+		live[0].res, live[0].err = nil, err
+	}
+	for _, it := range live {
+		close(it.done)
+	}
+}
+
+func (r *redeemer) runBatch(items []*redeemItem) error {
+	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	defer cancel()
+	return r.s.l.RunInTx(ctx, opRedeem, func(ctx context.Context, tx pgx.Tx) error {
+		return r.s.redeemBatch(ctx, tx, items)
+	})
+}

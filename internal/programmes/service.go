@@ -1,0 +1,209 @@
+package programmes
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+	_ "time/tzdata" // Europe/Paris must resolve on hosts without a zoneinfo database
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/fault"
+	"github.com/passnum/passnum/internal/vcode"
+	"github.com/passnum/passnum/ledger"
+)
+
+// Paris is the time zone of the programme's civil dates (validity, service dates) and of the
+// times shown to people.
+var Paris = func() *time.Location {
+	loc, err := time.LoadLocation("Europe/Paris")
+	if err != nil {
+		panic(fmt.Sprintf("programmes: load Europe/Paris: %v", err))
+	}
+	return loc
+}()
+
+// Options configures a Service; zero values take the defaults.
+type Options struct {
+	// Logger receives the redeemer's warnings; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock (tests move it); nil is time.Now.
+	Now func() time.Time
+	// RedeemExecutors is the number of goroutines committing redemption batches (default 4).
+	RedeemExecutors int
+	// RedeemMaxBatch bounds the redemptions committed in one transaction (default 256).
+	RedeemMaxBatch int
+}
+
+// Service runs the voucher lifecycle over a ledger. It starts the redemption executors;
+// Close stops them.
+type Service struct {
+	l        *ledger.Ledger
+	log      *slog.Logger
+	now      func() time.Time
+	codes    func(n int) ([]vcode.Code, error)
+	redeemer *redeemer
+}
+
+// New returns a Service over l and starts its redemption executors.
+func New(l *ledger.Ledger, opts Options) *Service {
+	s := &Service{l: l, log: opts.Logger, now: opts.Now, codes: vcode.Generate}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.redeemer = startRedeemer(s, opts.RedeemExecutors, opts.RedeemMaxBatch)
+	return s
+}
+
+// Close stops the redemption executors after the batches they are committing; requests still
+// queued fail. It is safe to call more than once.
+func (s *Service) Close() { s.redeemer.close() }
+
+// Ledger is the ledger the service posts to.
+func (s *Service) Ledger() *ledger.Ledger { return s.l }
+
+// today is the current civil date in Paris.
+func (s *Service) today() time.Time { return DateOf(s.now()) }
+
+// DateOf is the civil date (in Paris) of an instant, as midnight UTC: the way PostgreSQL
+// dates are read and written.
+func DateOf(t time.Time) time.Time {
+	y, m, d := t.In(Paris).Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+}
+
+// ParseDate reads a calendar date "YYYY-MM-DD" given in field; the fault names the field.
+func ParseDate(field, s string) (time.Time, error) {
+	t, err := time.Parse(time.DateOnly, strings.TrimSpace(s))
+	if err != nil {
+		return time.Time{}, fault.InvalidField(field,
+			fmt.Sprintf("La date « %s » n'est pas valide : écrivez-la AAAA-MM-JJ, par exemple 2026-12-31.", s))
+	}
+	return t, nil
+}
+
+// FormatDate writes a civil date as "YYYY-MM-DD" ("" for the zero time).
+func FormatDate(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.Format(time.DateOnly)
+}
+
+// frDate writes a civil date for people: 31/12/2026.
+func frDate(t time.Time) string { return t.Format("02/01/2006") }
+
+// frTime writes an instant for people, in Paris: 22/11/2026 à 10 h 32.
+func frTime(t time.Time) string { return t.In(Paris).Format("02/01/2006 à 15 h 04") }
+
+// euros writes cents for people: 1 234,50 €.
+func euros(cents int64) string {
+	neg := cents < 0
+	if neg {
+		cents = -cents
+	}
+	units := strconv.FormatInt(cents/100, 10)
+	var b strings.Builder
+	if neg {
+		b.WriteByte('-')
+	}
+	for i, c := range units {
+		if i > 0 && (len(units)-i)%3 == 0 {
+			b.WriteString("\u202f") // narrow no-break space, the French thousands separator
+		}
+		b.WriteRune(c)
+	}
+	if r := cents % 100; r != 0 {
+		fmt.Fprintf(&b, ",%02d", r)
+	}
+	b.WriteString("\u00a0€")
+	return b.String()
+}
+
+// LedgerRef names the ledger transaction an operation wrote.
+type LedgerRef struct {
+	TransactionID uuid.UUID `json:"transaction_id"`
+	Programme     uuid.UUID `json:"programme_id"`
+	Seq           int64     `json:"seq"`
+}
+
+func refOf(p ledger.Posted) LedgerRef {
+	return LedgerRef{TransactionID: p.ID, Programme: p.Programme, Seq: p.Seq}
+}
+
+// Page is a page request of a list call.
+type Page struct {
+	Size  int32  // default 50, at most 500
+	Token string // opaque, from the previous page
+}
+
+const (
+	defaultPageSize = 50
+	maxPageSize     = 500
+)
+
+func (p Page) size() (int, error) {
+	switch {
+	case p.Size < 0:
+		return 0, fault.InvalidField("page_size", "La taille de page ne peut pas être négative.")
+	case p.Size == 0:
+		return defaultPageSize, nil
+	case p.Size > maxPageSize:
+		return maxPageSize, nil
+	}
+	return int(p.Size), nil
+}
+
+func encodeToken(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+func decodeToken(tok string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return "", badToken()
+	}
+	return string(b), nil
+}
+
+func badToken() error {
+	return fault.InvalidField("page_token", "Le jeton de page n'est pas valide : reprenez la liste depuis le début.")
+}
+
+// requireRole refuses callers whose role is not among roles (the server's table already does;
+// the domain repeats it for callers that do not go through the server, like the demo seed).
+func requireRole(p auth.Principal, roles ...auth.Role) error {
+	for _, r := range roles {
+		if p.Role == r {
+			return nil
+		}
+	}
+	return fault.New(fault.PermissionDenied, "ROLE_NOT_ALLOWED",
+		"Votre rôle ne permet pas cette opération.", "role", string(p.Role))
+}
+
+func notAllowed(kind, id string) error {
+	return fault.New(fault.PermissionDenied, "OBJECT_NOT_ALLOWED",
+		"Vous n'avez pas accès à cet objet, ou il n'existe pas.", "kind", kind, "id", id)
+}
+
+// pgConstraint returns the constraint a PostgreSQL error names and its SQLSTATE.
+func pgConstraint(err error) (code, constraint string) {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code, pe.ConstraintName
+	}
+	return "", ""
+}
+
+// Faults shared by several operations.
+func programmeNotFound(id uuid.UUID) error {
+	return fault.New(fault.NotFound, "PROGRAMME_NOT_FOUND", "Ce programme n'existe pas.", "programme_id", id.String())
+}
