@@ -1,6 +1,7 @@
 package programmes
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -210,7 +211,7 @@ func (s *Service) copyVouchers(ctx context.Context, tx pgx.Tx, programme uuid.UU
 		if err != nil {
 			return nil, fmt.Errorf("savepoint: %w", err)
 		}
-		src := &voucherRows{codes: codes, programme: pgtype.UUID{Bytes: programme, Valid: true},
+		src := &voucherRows{codes: codes, order: codeOrder(codes), programme: pgtype.UUID{Bytes: programme, Valid: true},
 			first: first, perBook: perBook, faceValue: faceValue, row: make([]any, 5)}
 		copied, err := sp.CopyFrom(ctx, pgx.Identifier{"vouchers"},
 			[]string{"code", "programme_id", "book_number", "position", "face_value_cents"}, src)
@@ -234,10 +235,24 @@ func (s *Service) copyVouchers(ctx context.Context, tx pgx.Tx, programme uuid.UU
 	}
 }
 
+// codeOrder returns the indexes of codes sorted by code. Rows sent in code order reach the
+// primary key's index in key order: each leaf page is visited once instead of a million
+// random descents, which makes the COPY markedly faster. Which code belongs to which book and
+// position is not changed.
+func codeOrder(codes []int64) []int32 {
+	order := make([]int32, len(codes))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(a, b int32) int { return cmp.Compare(codes[a], codes[b]) })
+	return order
+}
+
 // voucherRows feeds COPY without building a million rows first; pgx encodes each row before
 // asking for the next, so one row buffer serves them all.
 type voucherRows struct {
 	codes     []int64
+	order     []int32 // indexes into codes, in the order rows are sent
 	programme pgtype.UUID
 	first     int64
 	perBook   int
@@ -252,7 +267,7 @@ func (r *voucherRows) Next() bool {
 }
 
 func (r *voucherRows) Values() ([]any, error) {
-	k := r.i - 1
+	k := int(r.order[r.i-1])
 	r.row[0] = r.codes[k]
 	r.row[1] = r.programme
 	r.row[2] = r.first + int64(k/r.perBook)

@@ -174,21 +174,9 @@ func (sp *ProgrammeSpec) normalize() error {
 	return nil
 }
 
-// normalizeTerritory accepts the départements where books can be handed out and vouchers
-// redeemed: metropolitan codes, 2A/2B and the overseas départements 971 to 976 (the
-// collectivités d'outre-mer have no département code in the schema).
-func normalizeTerritory(s string) (string, error) {
-	d, err := ident.NormalizeDepartement(s)
-	if err != nil {
-		return "", err
-	}
-	if len(d) == 3 && (d < "971" || d > "976") {
-		return "", fault.New(fault.Invalid, ident.ReasonDepartement,
-			"Les chèques Pass numérique ne sont valables que dans les départements (971 à 976 outre-mer).",
-			"field", "territory", "departement", d)
-	}
-	return d, nil
-}
+// normalizeTerritory accepts the département codes of internal/ident (the database's
+// departement_valid accepts the same).
+func normalizeTerritory(s string) (string, error) { return ident.NormalizeDepartement(s) }
 
 // CreateProgramme opens a programme and its ledger chain. The operator may create any
 // programme; a funder only one it co-finances.

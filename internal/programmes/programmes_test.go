@@ -179,7 +179,7 @@ func TestCreateProgrammeRefusals(t *testing.T) {
 		{"unknown funder", f.op, func(s *ProgrammeSpec) { s.Funders[1].Funder = f.caf.Org }, "FUNDER_UNKNOWN"},
 		{"not a distributor", f.op, func(s *ProgrammeSpec) { s.Distributors = []uuid.UUID{f.state.Org} }, "DISTRIBUTOR_UNKNOWN"},
 		{"territory", f.op, func(s *ProgrammeSpec) { s.Territories = []string{"20"} }, "DEPARTEMENT_CODE"},
-		{"overseas collectivity", f.op, func(s *ProgrammeSpec) { s.Territories = []string{"987"} }, "DEPARTEMENT_CODE"},
+		{"uninhabited territory", f.op, func(s *ProgrammeSpec) { s.Territories = []string{"984"} }, "DEPARTEMENT_CODE"},
 		{"no territory", f.op, func(s *ProgrammeSpec) { s.Territories = nil }, "INVALID_TERRITORIES"},
 		{"dates", f.op, func(s *ProgrammeSpec) { s.ValidFrom, s.ValidUntil = s.ValidUntil, s.ValidFrom }, "INVALID_VALID_UNTIL"},
 		{"face value", f.op, func(s *ProgrammeSpec) { s.FaceValueCents = 100001 }, "INVALID_FACE_VALUE_CENTS"},
