@@ -34,15 +34,15 @@ var methodRoles = map[string][]auth.Role{
 	pb.OrganizationService_WithdrawSite_FullMethodName:       {op},
 	pb.OrganizationService_ImportSites_FullMethodName:        {op},
 
-	pb.ProgrammeService_CreateProgramme_FullMethodName:     {op},
+	pb.ProgrammeService_CreateProgramme_FullMethodName:     {op, fu},
 	pb.ProgrammeService_GetProgramme_FullMethodName:        {op, fu, di},
-	pb.ProgrammeService_ListProgrammes_FullMethodName:      {op, fu, di},
+	pb.ProgrammeService_ListProgrammes_FullMethodName:      {op, fu, di, si},
 	pb.ProgrammeService_RecordFunding_FullMethodName:       {op},
 	pb.ProgrammeService_GetProgrammeBalance_FullMethodName: {op, fu},
 
 	pb.BookService_OrderBooks_FullMethodName:  {op, fu},
 	pb.BookService_HandOutBook_FullMethodName: {di},
-	pb.BookService_CancelBook_FullMethodName:  {op, fu, di},
+	pb.BookService_CancelBook_FullMethodName:  {op, di},
 	pb.BookService_GetBook_FullMethodName:     {op, fu, di},
 	pb.BookService_ListBooks_FullMethodName:   {op, fu, di},
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/passnum/passnum/internal/access"
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/programmes"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -57,12 +59,23 @@ type Config struct {
 type App struct {
 	// Access tells who owns an object, for the object-level checks of authz.go.
 	Access access.Ownership
+	// Programmes runs programmes, books and vouchers (programme.go, book.go, voucher.go).
+	Programmes *programmes.Service
+	// VoucherRate and VoucherBurst are the token bucket of CheckVoucher and RedeemVoucher
+	// per site organisation (voucher.go); zero values take DefaultVoucherRate and
+	// DefaultVoucherBurst, rate.Inf turns the limit off (load tests).
+	VoucherRate  rate.Limit
+	VoucherBurst int
 }
 
 // services is the one list of passnum gRPC services: each server/<service>.go provides a
 // func registering its service with the App fields it needs, and adds one line here (plus
 // its rows in the tables of authz.go).
-var services = []func(s *grpc.Server, app App){}
+var services = []func(s *grpc.Server, app App){
+	registerProgrammes,
+	registerBooks,
+	registerVouchers,
+}
 
 // New builds the gRPC server with every passnum service, health (SERVING, no token) and,
 // if cfg.Reflection, reflection (no token). It panics if cfg.Verifier is nil.
