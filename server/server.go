@@ -20,6 +20,7 @@ import (
 
 	"github.com/passnum/passnum/internal/access"
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/orgs"
 	"github.com/passnum/passnum/internal/programmes"
 )
 
@@ -59,6 +60,8 @@ type Config struct {
 type App struct {
 	// Access tells who owns an object, for the object-level checks of authz.go.
 	Access access.Ownership
+	// Orgs registers organisations and qualifies and imports sites (organization.go).
+	Orgs *orgs.Service
 	// Programmes runs programmes, books and vouchers (programme.go, book.go, voucher.go).
 	Programmes *programmes.Service
 	// VoucherRate and VoucherBurst are the token bucket of CheckVoucher and RedeemVoucher
@@ -72,6 +75,7 @@ type App struct {
 // func registering its service with the App fields it needs, and adds one line here (plus
 // its rows in the tables of authz.go).
 var services = []func(s *grpc.Server, app App){
+	registerOrganizations,
 	registerProgrammes,
 	registerBooks,
 	registerVouchers,
