@@ -39,6 +39,7 @@ var lookups = map[string]lookup{
 	KindBook: {args: bookArgs, query: `
 		SELECT ARRAY(SELECT funder_id FROM programme_funders WHERE programme_id = b.programme_id) || b.distributor_id
 		  FROM books b WHERE b.programme_id = $1 AND b.number = $2`},
+	KindStatement: {args: uuidArg, query: `SELECT ARRAY[site_id] FROM statements WHERE id = $1`},
 }
 
 func uuidArg(id string) ([]any, bool) {
