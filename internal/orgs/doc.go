@@ -47,8 +47,10 @@
 //
 // ImportSites reads a CSV file in the national format (see ParseSitesCSV for what is
 // accepted), validates every row in Go, then applies the valid rows in one idempotent
-// operation, each row in its own savepoint. A row is matched to an existing site by SIRET
-// (the standard's "pivot"); the standard's "id" is kept as the site's external id. Importing
-// never changes a site's status: new sites are pending (they still need a legal representative
-// and bank details to be qualified) and existing sites keep theirs.
+// operation where each row is all or nothing and a row the database refuses does not lose the
+// others (savepoints around chunks of rows, split down to the refused row). A row is matched
+// to an existing site by SIRET (the standard's "pivot"); the standard's "id" is kept as the
+// site's external id. Importing never changes a site's status: new sites are pending (they
+// still need a legal representative and bank details to be qualified) and existing sites keep
+// theirs.
 package orgs

@@ -90,7 +90,9 @@ func TestImportMixedFile(t *testing.T) {
 		"taken," + siret(6) + ",Lieu F,26000,,S\n" + // 7: external id of another SIRET
 		"g," + siret(51) + ",Lieu G,26000,,S\n" + // 8: SIRET registered with another external id
 		"d," + siret(8) + ",Lieu H,26000,,S\n" + // 9: id twice in the file
-		"i," + siret(9) + ",,26000,,\n" // 10: two errors
+		"i," + siret(9) + ",,26000,,\n" + // 10: two errors
+		"j," + siret(10) + ",Lieu refusé,26000,,S\n" + // 11: refused by the database
+		"k," + siret(11) + ",Lieu K,26000,,S\n" // 12: new
 	res, err := e.svc.ImportSites(ctx, e.operator, key(), []byte(file))
 	if err != nil {
 		t.Fatal(err)
@@ -103,11 +105,12 @@ func TestImportMixedFile(t *testing.T) {
 		{9, "id", "Cet identifiant figure déjà ligne 5 du fichier : chaque lieu ne doit apparaître qu'une fois."},
 		{10, "nom", "Le nom est obligatoire."},
 		{10, "services", "Indiquez au moins un service proposé par le lieu, par exemple « Aide aux démarches administratives »."},
+		{11, "", "Cette ligne n'a pas pu être enregistrée : une valeur est refusée par la base (règle « test_refuse »). Vérifiez ses valeurs."},
 	}
 	if !reflect.DeepEqual(res.Errors, wantErrs) {
 		t.Errorf("errors:\n got %+v\nwant %+v", res.Errors, wantErrs)
 	}
-	if res.Imported != 2 || res.Updated != 1 || res.Rejected != 6 || len(res.SiteIDs) != 3 || res.SiteIDs[2] != registered.ID {
+	if res.Imported != 3 || res.Updated != 1 || res.Rejected != 7 || len(res.SiteIDs) != 4 || res.SiteIDs[2] != registered.ID {
 		t.Fatalf("result = %+v", res)
 	}
 	upd := e.siteBySIRET(t, siret(50))
@@ -115,8 +118,11 @@ func TestImportMixedFile(t *testing.T) {
 		upd.Site.IBAN != testIBAN || upd.Site.Status != StatusPending || !slices.Equal(upd.Site.Services, []string{"S"}) {
 		t.Fatalf("updated site = %+v %+v", upd, upd.Site)
 	}
-	if n := e.count(t, `SELECT count(*) FROM organisations WHERE kind = 'site'`); n != 4 {
-		t.Fatalf("sites = %d, want 4", n)
+	if n := e.count(t, `SELECT count(*) FROM organisations WHERE kind = 'site'`); n != 5 {
+		t.Fatalf("sites = %d, want 5", n)
+	}
+	if n := e.count(t, `SELECT count(*) FROM site_status_history`); n != 5 {
+		t.Fatalf("history rows = %d, want 5", n)
 	}
 }
 
@@ -172,16 +178,46 @@ func TestImportRefusedFile(t *testing.T) {
 	}
 }
 
+// Rows the database refuses, spread over several chunks, are reported on their lines; every
+// other row is written once.
 func TestImportLargeFile(t *testing.T) {
 	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.db.Owner.Exec(ctx, `ALTER TABLE organisations ADD CONSTRAINT test_refuse CHECK (name <> 'Lieu refusé')`); err != nil {
+		t.Fatal(err)
+	}
 	var b strings.Builder
 	b.WriteString("id,pivot,nom,code_postal,services\n")
-	const n = 2000
+	const n = 2500
+	refused := map[int]bool{1: true, 2: true, 999: true, 1000: true, 1001: true, 1500: true, 2500: true}
+	var wantLines []int
 	for i := 1; i <= n; i++ {
-		fmt.Fprintf(&b, "id-%d,%s,Lieu %d,26000,Aide aux démarches administratives\n", i, siret(i), i)
+		name := fmt.Sprint("Lieu ", i)
+		if refused[i] {
+			name = "Lieu refusé"
+			wantLines = append(wantLines, i+1)
+		}
+		fmt.Fprintf(&b, "id-%d,%s,%s,26000,Aide aux démarches administratives\n", i, siret(i), name)
 	}
-	res, err := e.svc.ImportSites(context.Background(), e.operator, key(), []byte(b.String()))
-	if err != nil || res.Imported != n || res.Rejected != 0 {
-		t.Fatalf("import = %d imported, %d rejected, %v", res.Imported, res.Rejected, err)
+	res, err := e.svc.ImportSites(ctx, e.operator, key(), []byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []int
+	for _, le := range res.Errors {
+		lines = append(lines, le.Line)
+	}
+	if res.Imported != n-len(refused) || res.Rejected != len(refused) || len(res.SiteIDs) != res.Imported || !slices.Equal(lines, wantLines) {
+		t.Fatalf("import = %d imported, %d rejected, lines %v", res.Imported, res.Rejected, lines)
+	}
+	if got := e.count(t, `SELECT count(*) FROM organisations WHERE kind = 'site'`); got != res.Imported {
+		t.Fatalf("sites = %d, want %d", got, res.Imported)
+	}
+	if got := e.count(t, `SELECT count(*) FROM site_status_history`); got != res.Imported {
+		t.Fatalf("history rows = %d, want %d", got, res.Imported)
+	}
+	var stored int
+	if err := e.db.Owner.QueryRow(ctx, `SELECT count(*) FROM organisations WHERE id = ANY($1)`, res.SiteIDs).Scan(&stored); err != nil || stored != len(res.SiteIDs) {
+		t.Fatalf("site ids stored = %d, %v", stored, err)
 	}
 }
