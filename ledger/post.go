@@ -140,11 +140,15 @@ func (l *Ledger) Post(ctx context.Context, tx pgx.Tx, entries ...Entry) ([]Poste
 		return nil, fmt.Errorf("post: %w", err)
 	}
 
-	// Lock the chain heads; rows are locked in ORDER BY order.
+	// Lock the chain heads; rows are locked in ORDER BY order. NO KEY UPDATE (what the
+	// head's UPDATE takes anyway) serialises writers of a programme without conflicting with
+	// the KEY SHARE locks that foreign keys to ledger_chains take: with FOR UPDATE, two
+	// transactions opening accounts of one programme at once (each holding KEY SHARE on its
+	// chain head, one waiting for the other's account row) deadlock.
 	heads := make(map[uuid.UUID]*chainHead, len(programmes))
 	rows, err := tx.Query(ctx, `
 		SELECT programme_id, last_seq, last_hash FROM ledger_chains
-		 WHERE programme_id = ANY($1) ORDER BY programme_id FOR UPDATE`, programmes)
+		 WHERE programme_id = ANY($1) ORDER BY programme_id FOR NO KEY UPDATE`, programmes)
 	if err != nil {
 		return nil, fmt.Errorf("post: lock chains: %w", err)
 	}

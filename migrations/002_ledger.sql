@@ -1,5 +1,6 @@
 -- The double-entry ledger. The database, not only Go, enforces:
---   * every transaction's postings sum to zero (and a transaction has postings);
+--   * every transaction's postings sum to zero, are written in one statement with nothing
+--     added later, and a transaction has postings;
 --   * transactions and postings are append-only (no UPDATE, DELETE, TRUNCATE);
 --   * balances are derived from postings by trigger, never written by the application;
 --   * "never negative" accounts never go below zero.
@@ -77,22 +78,30 @@ CREATE TABLE postings (
 -- Balance as of any past seq with an index-only scan.
 CREATE INDEX postings_account_seq ON postings (account_id, seq) INCLUDE (amount);
 
--- After each INSERT statement on postings: every transaction it touched must balance to zero
--- over ALL its postings (so postings cannot be added to an old transaction either), and the
--- touched accounts' balances are moved, in account id order so concurrent writers lock
--- accounts in one fixed order. SECURITY DEFINER: the application cannot write balances itself.
+-- After each INSERT statement on postings: every transaction it touched must get ALL its
+-- postings in this one statement (so none can be added to an old transaction later, not even
+-- a balanced pair) and they must balance to zero; then the touched accounts' balances are
+-- moved, in account id order so concurrent writers lock accounts in one fixed order.
+-- SECURITY DEFINER: the application cannot write balances itself.
 CREATE FUNCTION ledger_apply_postings() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
 DECLARE
     bad record;
     delta record;
 BEGIN
-    SELECT t.programme_id, t.seq, sum(p.amount) AS total, count(*) AS n INTO bad
-      FROM (SELECT DISTINCT programme_id, seq FROM new_postings) t
-      JOIN postings p ON p.programme_id = t.programme_id AND p.seq = t.seq
-     GROUP BY t.programme_id, t.seq
-    HAVING sum(p.amount) <> 0 OR count(*) < 2
+    -- LATERAL: each touched transaction's postings are read through the primary key, however
+    -- large the table and whatever the statistics were when this plan was cached.
+    SELECT t.programme_id, t.seq, s.total, s.n, t.added INTO bad
+      FROM (SELECT programme_id, seq, count(*) AS added FROM new_postings GROUP BY programme_id, seq) t
+     CROSS JOIN LATERAL (SELECT sum(p.amount) AS total, count(*) AS n FROM postings p
+                          WHERE p.programme_id = t.programme_id AND p.seq = t.seq) s
+     WHERE s.total <> 0 OR s.n < 2 OR s.n <> t.added
      LIMIT 1;
+    IF FOUND AND bad.n <> bad.added THEN
+        RAISE EXCEPTION 'ledger transaction %/% already has % postings: % more refused (post a new transaction)',
+            bad.programme_id, bad.seq, bad.n - bad.added, bad.added
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'postings_one_statement';
+    END IF;
     IF FOUND THEN
         RAISE EXCEPTION 'unbalanced ledger transaction %/%: % postings sum to %',
             bad.programme_id, bad.seq, bad.n, bad.total
