@@ -1,0 +1,26 @@
+package main
+
+import (
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/passnum/passnum/internal/access"
+	"github.com/passnum/passnum/internal/orgs"
+	"github.com/passnum/passnum/internal/programmes"
+	"github.com/passnum/passnum/ledger"
+	"github.com/passnum/passnum/server"
+)
+
+// newApp wires the domain services over the application pool: one line per server.App
+// field. stop releases what the services hold (the redemption executors); call it after
+// the gRPC server has stopped.
+func newApp(pool *pgxpool.Pool, logger *slog.Logger) (app server.App, stop func()) {
+	l := ledger.New(pool, logger)
+	progs := programmes.New(l, programmes.Options{Logger: logger})
+	return server.App{
+		Access:     access.NewResolver(pool),
+		Orgs:       orgs.New(l),
+		Programmes: progs,
+	}, progs.Close
+}
