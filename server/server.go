@@ -22,6 +22,7 @@ import (
 	"github.com/passnum/passnum/internal/auth"
 	"github.com/passnum/passnum/internal/orgs"
 	"github.com/passnum/passnum/internal/programmes"
+	"github.com/passnum/passnum/internal/reports"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -62,6 +63,8 @@ type App struct {
 	Access access.Ownership
 	// Orgs registers organisations and qualifies and imports sites (organization.go).
 	Orgs *orgs.Service
+	// Reports computes spend reports (report.go).
+	Reports *reports.Service
 	// Programmes runs programmes, books and vouchers (programme.go, book.go, voucher.go).
 	Programmes *programmes.Service
 	// VoucherRate and VoucherBurst are the token bucket of CheckVoucher and RedeemVoucher
@@ -76,6 +79,7 @@ type App struct {
 // its rows in the tables of authz.go).
 var services = []func(s *grpc.Server, app App){
 	registerOrganizations,
+	registerReports,
 	registerProgrammes,
 	registerBooks,
 	registerVouchers,
