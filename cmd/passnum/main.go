@@ -23,6 +23,7 @@ type command struct {
 var commands = []command{
 	{"token", "mint an access token signed with a local key", runToken},
 	{"keygen", "create an Ed25519 signing key and its JWKS key set", runKeygen},
+	{"report", "print a spend report from DATABASE_URL (--csv for a spreadsheet)", runReport},
 }
 
 func main() {
