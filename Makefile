@@ -48,6 +48,17 @@ endif
 run: ## run the server for development (passnumd dev)
 	$(GO) run ./cmd/passnumd dev
 
+# bench-data keeps its PostgreSQL data in var/bench (or uses DATABASE_URL's server): a fresh
+# one gets about 10 M redemptions, then spend report latency is printed. DATAGEN_FLAGS passes
+# flags to cmd/passnum-datagen, e.g. DATAGEN_FLAGS=-measure-only to time reports again.
+.PHONY: bench-data
+bench-data: $(WITHPG) ## generate ~10 M redemptions (var/bench, or DATABASE_URL) and time spend reports
+ifneq ($(strip $(DATABASE_URL)),)
+	$(GO) run ./cmd/passnum-datagen $(DATAGEN_FLAGS)
+else
+	$(WITHPG) -data var/bench -fast -- $(GO) run ./cmd/passnum-datagen $(DATAGEN_FLAGS)
+endif
+
 .PHONY: build
 build: ## build bin/passnumd and bin/passnum
 	$(GO) build -o $(BIN)/passnumd ./cmd/passnumd
