@@ -2,6 +2,8 @@
 //
 //	passnum token --role site --org <uuid> [--sub name] [--ttl 8h] [--key var/keys/signing.pem]
 //	passnum keygen [--dir var/keys]
+//	passnum verify [--programme ID]
+//	passnum verify-export [--format jsonl|csv] FILE
 //
 // Each subcommand lives in its own file and is listed once in commands below.
 package main
@@ -24,6 +26,8 @@ var commands = []command{
 	{"token", "mint an access token signed with a local key", runToken},
 	{"keygen", "create an Ed25519 signing key and its JWKS key set", runKeygen},
 	{"report", "print a spend report from DATABASE_URL (--csv for a spreadsheet)", runReport},
+	{"verify", "verify the ledger in DATABASE_URL (--programme ID for one programme)", runVerify},
+	{"verify-export", "verify an exported journal offline: verify-export [--format jsonl|csv] FILE", runVerifyExport},
 }
 
 func main() {
