@@ -23,6 +23,7 @@ import (
 	"github.com/passnum/passnum/internal/orgs"
 	"github.com/passnum/passnum/internal/programmes"
 	"github.com/passnum/passnum/internal/reports"
+	"github.com/passnum/passnum/ledger"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -67,6 +68,8 @@ type App struct {
 	Reports *reports.Service
 	// Programmes runs programmes, books and vouchers (programme.go, book.go, voucher.go).
 	Programmes *programmes.Service
+	// Ledger verifies the ledger and exports its journal (ledger.go).
+	Ledger *ledger.Ledger
 	// VoucherRate and VoucherBurst are the token bucket of CheckVoucher and RedeemVoucher
 	// per site organisation (voucher.go); zero values take DefaultVoucherRate and
 	// DefaultVoucherBurst, rate.Inf turns the limit off (load tests).
@@ -83,6 +86,7 @@ var services = []func(s *grpc.Server, app App){
 	registerProgrammes,
 	registerBooks,
 	registerVouchers,
+	registerLedger,
 }
 
 // New builds the gRPC server with every passnum service, health (SERVING, no token) and,
