@@ -22,5 +22,6 @@ func newApp(pool *pgxpool.Pool, logger *slog.Logger) (app server.App, stop func(
 		Access:     access.NewResolver(pool),
 		Orgs:       orgs.New(l),
 		Programmes: progs,
+		Ledger:     l,
 	}, progs.Close
 }
