@@ -21,6 +21,7 @@ import (
 	"github.com/passnum/passnum/internal/access"
 	"github.com/passnum/passnum/internal/auth"
 	"github.com/passnum/passnum/internal/orgs"
+	"github.com/passnum/passnum/internal/payouts"
 	"github.com/passnum/passnum/internal/programmes"
 	"github.com/passnum/passnum/internal/reports"
 	"github.com/passnum/passnum/ledger"
@@ -66,6 +67,8 @@ type App struct {
 	Orgs *orgs.Service
 	// Reports computes spend reports (report.go).
 	Reports *reports.Service
+	// Payouts runs statements, payment files, expiry and close-out (payout.go).
+	Payouts *payouts.Service
 	// Programmes runs programmes, books and vouchers (programme.go, book.go, voucher.go).
 	Programmes *programmes.Service
 	// Ledger verifies the ledger and exports its journal (ledger.go).
@@ -87,6 +90,7 @@ var services = []func(s *grpc.Server, app App){
 	registerBooks,
 	registerVouchers,
 	registerLedger,
+	registerPayouts,
 }
 
 // New builds the gRPC server with every passnum service, health (SERVING, no token) and,
