@@ -93,7 +93,10 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	app, stopApp := newApp(pool, logger)
+	app, stopApp, err := newApp(pool, logger)
+	if err != nil {
+		return err
+	}
 	defer stopApp()
 	if err := seedIfEmpty(ctx, logger, pool, app); err != nil {
 		return err

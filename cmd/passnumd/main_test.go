@@ -219,7 +219,10 @@ func TestMigrateAndServe(t *testing.T) {
 	f := serveFlags{listen: "127.0.0.1:0", metricsListen: "127.0.0.1:0", reflection: true,
 		issuer: auth.DefaultIssuer, audience: auth.DefaultAudience, shutdownTimeout: 5 * time.Second}
 	logger, _ := newLogger("error")
-	app, stopApp := newApp(pool, logger)
+	app, stopApp, err := newApp(pool, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer stopApp()
 	serveCtx, stop := context.WithCancel(ctx)
 	defer stop()

@@ -56,7 +56,10 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	app, stopApp := newApp(pool, logger)
+	app, stopApp, err := newApp(pool, logger)
+	if err != nil {
+		return err
+	}
 	defer stopApp()
 	return runServer(ctx, logger, f, keys, pool, app, nil)
 }
