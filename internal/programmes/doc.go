@@ -65,14 +65,19 @@
 // Group commit. Every redemption of a programme moves its one Outstanding account and
 // extends its one hash chain, so a programme's redemptions are serialised by those rows.
 // RedeemVoucher therefore queues requests for a few executors; each takes everything queued
-// (up to a maximum) and redeems it in one database transaction (redeemBatch): the
-// idempotency keys are claimed in sorted order, the vouchers locked in one query in code
-// order, each item checked in Go, and the winners written with one UPDATE, one INSERT, one
-// ledger Post and one INSERT of idempotency records. The hot rows are then locked once per
-// batch instead of once per voucher. A request whose key already appears in a batch waits for
-// the next batch, where it replays the first one's answer. If a batch fails as a whole for an
-// unexpected reason its items are run again one by one, so one bad item never fails the
-// others.
+// (up to a maximum, with no artificial wait) and redeems it in one database transaction
+// (redeemBatch) of five round trips whatever its size: one to lock the vouchers in code
+// order and then read the idempotency records and last redemptions, one to write the
+// vouchers, redemptions and idempotency records of the winners (each item is decided in Go
+// in between), the ledger Post's two (one entry per winner), and the commit. The hot rows
+// are locked from the Post to the commit only, once per batch instead of once per voucher.
+// Exactly-once rests on the voucher lock taken before the idempotency records are read (a
+// retry names the same voucher, so it waits for the first attempt and replays it) and on the
+// records' primary key (see redeemBatch). A request whose key already appears in a batch
+// waits for the next batch, where it replays the first one's answer. If a batch fails as a
+// whole for an unexpected reason its items are run again one by one, so one bad item never
+// fails the others. Concurrent requests of one site share one read of the site
+// (singleflight, no cache).
 //
 // Reversals. The operator reverses a redemption with a reason and a note. For an error the
 // voucher becomes available again (its round counter stays, so the next redemption is round

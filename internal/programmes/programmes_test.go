@@ -536,8 +536,35 @@ func TestRedeemIdempotent(t *testing.T) {
 	spec.Minutes = 45
 	_, err = f.svc.RedeemVoucher(f.ctx, site, k, spec)
 	wantFault(t, err, "IDEMPOTENCY_KEY_REUSED")
-	if c := f.count(`SELECT count(*) FROM redemptions`) + f.count(`SELECT count(*) FROM transactions WHERE kind = 'redemption'`); c != 2 {
-		t.Fatalf("%d rows, want one redemption and one transaction", c)
+
+	// One key for different vouchers at once: one redemption, the others refused.
+	k2 := key()
+	var (
+		mu   sync.Mutex
+		wins int
+	)
+	for _, c := range book.Codes[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := f.svc.RedeemVoucher(f.ctx, site, k2, RedeemSpec{Code: c.String(), Service: services[1], Minutes: 30})
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				wins++
+				return
+			}
+			if !fault.Is(err, "IDEMPOTENCY_KEY_REUSED") {
+				t.Errorf("same key, other voucher: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d redemptions under one key", wins)
+	}
+	if c := f.count(`SELECT count(*) FROM redemptions`) + f.count(`SELECT count(*) FROM transactions WHERE kind = 'redemption'`); c != 4 {
+		t.Fatalf("%d rows, want two redemptions and two transactions", c)
 	}
 	f.verify(p.ID)
 }

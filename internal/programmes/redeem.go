@@ -1,7 +1,6 @@
 package programmes
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +23,9 @@ import (
 
 // MaxMinutes is the longest help one voucher pays for, in minutes.
 const MaxMinutes = 480
+
+// maxKeyBytes is the longest idempotency key (idempotency_keys.key).
+const maxKeyBytes = 200
 
 // opRedeem names redemptions in idempotency records.
 const opRedeem = "RedeemVoucher"
@@ -76,6 +78,10 @@ func (s *Service) RedeemVoucher(ctx context.Context, p auth.Principal, key strin
 	if key == "" {
 		return nil, ledger.ErrKeyRequired
 	}
+	if len(key) > maxKeyBytes {
+		return nil, fault.New(fault.Invalid, "IDEMPOTENCY_KEY_TOO_LONG",
+			"La clé d'idempotence ne doit pas dépasser 200 caractères.", "field", "idempotency_key")
+	}
 	c, err := vcode.Parse(spec.Code)
 	if err != nil {
 		return nil, err
@@ -106,11 +112,11 @@ func (s *Service) RedeemVoucher(ctx context.Context, p auth.Principal, key strin
 	if date.After(today) {
 		return nil, fault.InvalidField("service_date", "La date du service ne peut pas être dans le futur.")
 	}
-	site, err := orgs.SiteForRedemption(ctx, s.l.Pool(), p.Org)
+	site, err := s.siteForRedemption(ctx, p.Org)
 	if err != nil {
 		return nil, err
 	}
-	it := &redeemItem{ctx: ctx, site: &site, key: key, hash: hash, code: c, service: spec.Service,
+	it := &redeemItem{ctx: ctx, site: site, key: key, hash: hash, code: c, service: spec.Service,
 		minutes: spec.Minutes, date: date, done: make(chan struct{})}
 	if err := s.redeemer.submit(ctx, it); err != nil {
 		return nil, err
@@ -118,52 +124,121 @@ func (s *Service) RedeemVoucher(ctx context.Context, p auth.Principal, key strin
 	return it.res, it.err
 }
 
+// siteForRedemption reads a site for a redemption. Concurrent requests of one site share
+// one read (singleflight, no cache): under load a busy site's requests cost one query per
+// round trip instead of one each, and every request still sees the site as it was after the
+// request arrived or at most one read earlier.
+func (s *Service) siteForRedemption(ctx context.Context, id uuid.UUID) (*orgs.SiteInfo, error) {
+	ch := s.sites.DoChan(id.String(), func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
+		defer cancel()
+		site, err := orgs.SiteForRedemption(ctx, s.l.Pool(), id)
+		return &site, err
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		site := *r.Val.(*orgs.SiteInfo) // each request gets its own copy
+		return &site, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 // redeemBatch redeems items in tx and sets each item's outcome: a redemption (new or
 // replayed) or a fault. Refused items write nothing. It returns an error only when the
 // transaction cannot go on; the items' outcomes are then meaningless.
 //
-// Lock order, the same in every batch so that batches cannot deadlock one another:
-// idempotency keys (sorted), vouchers (by code), then the ledger's chain head and accounts.
+// Exactly-once without a round trip per key: the vouchers are locked first (by code, the one
+// lock order of every batch, so batches cannot deadlock one another), and the idempotency
+// records are read in a later statement, which under READ COMMITTED sees everything committed
+// by the transactions those locks waited for. A retry of a request in flight elsewhere names
+// the same voucher, so it waits for the first attempt and then replays it. Two different
+// requests under one key in two concurrent batches both insert their record: the primary key
+// refuses the second, and ledger.RunInTx runs that batch again, which then replays or refuses
+// with IDEMPOTENCY_KEY_REUSED. The executor never puts one key twice in a batch.
 func (s *Service) redeemBatch(ctx context.Context, tx pgx.Tx, items []*redeemItem) error {
-	for _, it := range items {
+	codes := make([]int64, 0, len(items))
+	keyOrgs, keys := make([]uuid.UUID, len(items)), make([]string, len(items))
+	for i, it := range items {
 		it.res, it.err = nil, nil
+		codes = append(codes, int64(it.code))
+		keyOrgs[i], keys[i] = it.site.ID, it.key
 	}
-	// 1. Claim the keys, replaying what was recorded. The executor never puts one key twice
-	// in a batch.
-	order := slices.Clone(items)
-	slices.SortFunc(order, func(a, b *redeemItem) int {
-		if c := bytes.Compare(a.site.ID[:], b.site.ID[:]); c != 0 {
-			return c
+	slices.Sort(codes)
+	codes = slices.Compact(codes)
+
+	// 1. One round trip: lock the vouchers, then read the idempotency records and the last
+	// redemption of the vouchers already redeemed.
+	vouchers := make(map[vcode.Code]*voucherRow, len(codes))
+	priors := make(map[int]*ledger.Prior)
+	b := &pgx.Batch{}
+	b.Queue(voucherSelect+` WHERE v.code = ANY($1) ORDER BY v.code FOR UPDATE OF v`, codes).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			v, err := scanVoucher(rows)
+			if err != nil {
+				return err
+			}
+			vouchers[v.code] = v
 		}
-		return strings.Compare(a.key, b.key)
+		return rows.Err()
 	})
-	for _, it := range order {
-		prior, err := ledger.Claim(ctx, tx, it.site.ID, it.key)
-		if f, ok := fault.As(err); ok {
-			it.err = f
+	b.Queue(`
+		SELECT k.i, r.operation, r.request_hash, r.response
+		  FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS k(org, key, i)
+		 CROSS JOIN LATERAL (SELECT operation, request_hash, response FROM idempotency_keys
+		                      WHERE org_id = k.org AND key = k.key) r`, keyOrgs, keys).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var (
+				i int
+				p ledger.Prior
+			)
+			if err := rows.Scan(&i, &p.Operation, &p.RequestHash, &p.Response); err != nil {
+				return err
+			}
+			priors[i-1] = &p
+		}
+		return rows.Err()
+	})
+	b.Queue(lastRedemptionSelect+` WHERE v.code = ANY($1) AND v.status = 'redeemed'`, codes).Query(func(rows pgx.Rows) error {
+		return scanLastRedemptions(rows, vouchers)
+	})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("lock vouchers: %w", err)
+	}
+
+	// 2. Replays first: a recorded answer stands whatever happened since.
+	var pending []*redeemItem
+	for i, it := range items {
+		prior := priors[i]
+		if prior == nil {
+			pending = append(pending, it)
 			continue
 		}
-		if err != nil {
+		var r Redemption
+		if err := prior.Replay(opRedeem, it.hash, &r); err != nil {
+			if _, ok := fault.As(err); !ok {
+				return err
+			}
+			it.err = err
+			continue
+		}
+		if err := replayLedgerSeq(ctx, tx, &r); err != nil {
 			return err
 		}
-		if prior != nil {
-			var r Redemption
-			if err := prior.Replay(opRedeem, it.hash, &r); err != nil {
-				if _, ok := fault.As(err); !ok {
-					return err
-				}
-				it.err = err
-				continue
-			}
-			it.res = &r
+		it.res = &r
+	}
+	for _, v := range vouchers {
+		if v.status == VoucherRedeemed && v.last == nil {
+			return fmt.Errorf("voucher %s is redeemed %d times but has no redemption row", v.code, v.rounds)
 		}
 	}
-	// 2. Site checks need no voucher.
-	var pending []*redeemItem
-	for _, it := range items {
-		if it.res != nil || it.err != nil {
-			continue
-		}
+
+	// 3. Site checks need no voucher.
+	live := pending[:0]
+	for _, it := range pending {
 		if !it.site.QualifiedOn(it.date) {
 			it.err = siteNotQualified(it.site, it.date)
 			continue
@@ -174,41 +249,10 @@ func (s *Service) redeemBatch(ctx context.Context, tx pgx.Tx, items []*redeemIte
 			continue
 		}
 		it.service = svc
-		pending = append(pending, it)
+		live = append(live, it)
 	}
-	if len(pending) == 0 {
-		return nil
-	}
-	// 3. Lock every voucher named, in code order, then read the last redemption of those
-	// already redeemed.
-	codes := make([]int64, 0, len(pending))
-	for _, it := range pending {
-		codes = append(codes, int64(it.code))
-	}
-	slices.Sort(codes)
-	codes = slices.Compact(codes)
-	rows, err := tx.Query(ctx, voucherSelect+` WHERE v.code = ANY($1) ORDER BY v.code FOR UPDATE OF v`, codes)
-	if err != nil {
-		return fmt.Errorf("lock vouchers: %w", err)
-	}
-	vouchers := make(map[vcode.Code]*voucherRow, len(codes))
-	var locked []*voucherRow
-	for rows.Next() {
-		v, err := scanVoucher(rows)
-		if err != nil {
-			rows.Close()
-			return fmt.Errorf("lock vouchers: %w", err)
-		}
-		vouchers[v.code] = v
-		locked = append(locked, v)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("lock vouchers: %w", err)
-	}
-	if err := loadLastRedemptions(ctx, tx, locked); err != nil {
-		return err
-	}
+	pending = live
+
 	// 4. Decide in arrival order. A winner updates the in-memory voucher, so a later item on
 	// the same voucher is refused exactly like a loser of a later batch would be.
 	now := s.now().UTC().Truncate(time.Microsecond)
@@ -234,7 +278,12 @@ func (s *Service) redeemBatch(ctx context.Context, tx pgx.Tx, items []*redeemIte
 	if len(winners) == 0 {
 		return nil
 	}
-	// 5. Write the winners: vouchers, ledger, redemptions, idempotency records.
+	// 5. Write the winners. Everything but the ledger goes first, in one round trip, so that
+	// the programme's chain head and Outstanding account, locked by Post until commit, are
+	// held for Post's own statements and the commit only. The ledger transactions' ids are
+	// chosen here; redemptions reference them through a foreign key checked at commit
+	// (migrations/005_programmes.sql), and the recorded responses leave out the sequence
+	// number, which replays read back (replayLedgerSeq).
 	n := len(winners)
 	var (
 		wCodes             = make([]int64, n)
@@ -251,11 +300,19 @@ func (s *Service) redeemBatch(ctx context.Context, tx pgx.Tx, items []*redeemIte
 	)
 	for i, it := range winners {
 		r := it.res
+		txID, err := uuid.NewV7()
+		if err != nil {
+			return err
+		}
+		r.Ledger = LedgerRef{TransactionID: txID, Programme: r.Programme}
+		if wResponse[i], err = json.Marshal(r); err != nil {
+			return fmt.Errorf("redeem: encode response: %w", err)
+		}
 		wCodes[i], wRounds[i], wProgs[i], wSites[i] = int64(r.Code), int16(r.Round), r.Programme, r.Site
 		wServices[i], wMinutes[i], wDates[i], wAmounts[i], wAt[i] = r.Service, r.Minutes, r.ServiceDate, r.AmountCents, r.RedeemedAt
-		wKeys[i], wOps[i], wHashes[i] = it.key, opRedeem, it.hash
+		wKeys[i], wOps[i], wHashes[i], wTx[i] = it.key, opRedeem, it.hash, txID
 		entries[i] = ledger.Entry{
-			Programme: r.Programme, Kind: ledger.KindRedemption, Org: r.Site,
+			ID: txID, Programme: r.Programme, Kind: ledger.KindRedemption, Org: r.Site,
 			IdempotencyKey: it.key, RequestHash: it.hash,
 			Metadata: map[string]string{"code": r.Code.String(), "round": strconv.Itoa(int(r.Round)),
 				"service_date": FormatDate(r.ServiceDate), "minutes": strconv.Itoa(int(r.Minutes))},
@@ -263,23 +320,10 @@ func (s *Service) redeemBatch(ctx context.Context, tx pgx.Tx, items []*redeemIte
 				ledger.AccountRef{Programme: r.Programme, Kind: ledger.SitePayable, Owner: r.Site}, r.AmountCents),
 		}
 	}
-	if _, err := tx.Exec(ctx, `
+	b = &pgx.Batch{}
+	b.Queue(`
 		UPDATE vouchers SET status = 'redeemed', rounds = rounds + 1, held_by = NULL, held_until = NULL
-		 WHERE code = ANY($1)`, wCodes); err != nil {
-		return fmt.Errorf("redeem %d vouchers: %w", n, err)
-	}
-	posted, err := s.l.Post(ctx, tx, entries...)
-	if err != nil {
-		return fmt.Errorf("redeem %d vouchers: %w", n, err)
-	}
-	for i, it := range winners {
-		it.res.Ledger = refOf(posted[i])
-		wTx[i] = posted[i].ID
-		if wResponse[i], err = json.Marshal(it.res); err != nil {
-			return fmt.Errorf("redeem: encode response: %w", err)
-		}
-	}
-	b := &pgx.Batch{}
+		 WHERE code = ANY($1)`, wCodes)
 	b.Queue(`
 		INSERT INTO redemptions (voucher_code, round, programme_id, site_id, service, minutes, service_date,
 		                         amount_cents, redeemed_at, tx_id)
@@ -293,12 +337,33 @@ func (s *Service) redeemBatch(ctx context.Context, tx pgx.Tx, items []*redeemIte
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("redeem %d vouchers: %w", n, err)
 	}
+	posted, err := s.l.Post(ctx, tx, entries...)
+	if err != nil {
+		return fmt.Errorf("redeem %d vouchers: %w", n, err)
+	}
+	for i, it := range winners {
+		it.res.Ledger.Seq = posted[i].Seq
+	}
 	return nil
 }
 
-// Redeemer defaults.
+// replayLedgerSeq completes a replayed redemption with the sequence number of its ledger
+// transaction, which its recorded response leaves out (see redeemBatch).
+func replayLedgerSeq(ctx context.Context, tx pgx.Tx, r *Redemption) error {
+	if r.Ledger.Seq != 0 {
+		return nil
+	}
+	if err := tx.QueryRow(ctx, `SELECT seq FROM transactions WHERE id = $1`, r.Ledger.TransactionID).Scan(&r.Ledger.Seq); err != nil {
+		return fmt.Errorf("replay redemption of %s: %w", r.Code, err)
+	}
+	return nil
+}
+
+// Redeemer defaults. Two executors pipeline: while one holds the programme's hot rows (its
+// ledger Post and commit), the other reads and locks the vouchers of the next batch. More
+// executors only make smaller batches that queue for the same rows.
 const (
-	defaultExecutors = 4
+	defaultExecutors = 2
 	defaultMaxBatch  = 256
 	batchTimeout     = 30 * time.Second
 )

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/passnum/passnum/internal/auth"
 	"github.com/passnum/passnum/internal/fault"
@@ -35,7 +36,7 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (tests move it); nil is time.Now.
 	Now func() time.Time
-	// RedeemExecutors is the number of goroutines committing redemption batches (default 4).
+	// RedeemExecutors is the number of goroutines committing redemption batches (default 2).
 	RedeemExecutors int
 	// RedeemMaxBatch bounds the redemptions committed in one transaction (default 256).
 	RedeemMaxBatch int
@@ -49,6 +50,7 @@ type Service struct {
 	now      func() time.Time
 	codes    func(n int) ([]vcode.Code, error)
 	redeemer *redeemer
+	sites    singleflight.Group // site reads of concurrent redemptions
 }
 
 // New returns a Service over l and starts its redemption executors.

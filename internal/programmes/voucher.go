@@ -129,46 +129,34 @@ func lockVoucher(ctx context.Context, tx pgx.Tx, code vcode.Code) (*voucherRow, 
 	return v, nil
 }
 
+// lastRedemptionSelect reads the redemption that made voucher v redeemed.
+const lastRedemptionSelect = `
+	SELECT r.voucher_code, r.redeemed_at, r.site_id, r.name
+	  FROM vouchers v
+	 CROSS JOIN LATERAL (SELECT r.voucher_code, r.redeemed_at, r.site_id, o.name
+	                       FROM redemptions r JOIN organisations o ON o.id = r.site_id
+	                      WHERE r.voucher_code = v.code AND r.round = v.rounds) r`
+
 // loadLastRedemptions fills last for the redeemed vouchers among vs. It must run in a
 // statement after the one that locked them: under READ COMMITTED a new statement sees the
 // redemption committed by the transaction the lock waited for.
 func loadLastRedemptions(ctx context.Context, q ledger.Querier, vs []*voucherRow) error {
-	var (
-		codes  []int64
-		rounds []int16
-	)
-	byCode := make(map[int64]*voucherRow)
+	var codes []int64
+	byCode := make(map[vcode.Code]*voucherRow)
 	for _, v := range vs {
 		if v.status == VoucherRedeemed {
 			codes = append(codes, int64(v.code))
-			rounds = append(rounds, v.rounds)
-			byCode[int64(v.code)] = v
+			byCode[v.code] = v
 		}
 	}
 	if len(codes) == 0 {
 		return nil
 	}
-	rows, err := q.Query(ctx, `
-		SELECT r.voucher_code, r.redeemed_at, r.site_id, o.name
-		  FROM unnest($1::bigint[], $2::smallint[]) AS k(code, round)
-		  JOIN redemptions r ON r.voucher_code = k.code AND r.round = k.round
-		  JOIN organisations o ON o.id = r.site_id`, codes, rounds)
+	rows, err := q.Query(ctx, lastRedemptionSelect+` WHERE v.code = ANY($1) AND v.status = 'redeemed'`, codes)
 	if err != nil {
 		return fmt.Errorf("read redemptions: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			code int64
-			last lastRedemption
-		)
-		if err := rows.Scan(&code, &last.at, &last.site, &last.siteName); err != nil {
-			return fmt.Errorf("read redemptions: %w", err)
-		}
-		last.at = last.at.UTC()
-		byCode[code].last = &last
-	}
-	if err := rows.Err(); err != nil {
+	if err := scanLastRedemptions(rows, byCode); err != nil {
 		return fmt.Errorf("read redemptions: %w", err)
 	}
 	for _, v := range byCode {
@@ -177,6 +165,25 @@ func loadLastRedemptions(ctx context.Context, q ledger.Querier, vs []*voucherRow
 		}
 	}
 	return nil
+}
+
+// scanLastRedemptions reads rows of lastRedemptionSelect into the vouchers they belong to.
+func scanLastRedemptions(rows pgx.Rows, vouchers map[vcode.Code]*voucherRow) error {
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			code int64
+			last lastRedemption
+		)
+		if err := rows.Scan(&code, &last.at, &last.site, &last.siteName); err != nil {
+			return err
+		}
+		last.at = last.at.UTC()
+		if v := vouchers[vcode.Code(code)]; v != nil {
+			v.last = &last
+		}
+	}
+	return rows.Err()
 }
 
 // Refusals of a redemption or a hold; see the package doc for their order.
