@@ -358,6 +358,8 @@ func (s *Service) HandOutBook(ctx context.Context, p auth.Principal, key string,
 		b.Queue(`UPDATE books SET status = 'handed_out', target_public = $3, territory = $4, handed_out_at = $5
 		          WHERE programme_id = $1 AND number = $2`,
 			spec.Book.Programme, spec.Book.Number, spec.TargetPublic, spec.Territory, now)
+		// Voucher rows are locked in code order, like redemption batches do.
+		b.Queue(`SELECT code FROM vouchers WHERE code = ANY($1) ORDER BY code FOR UPDATE`, codes)
 		b.Queue(`UPDATE vouchers SET status = 'available' WHERE code = ANY($1) AND status = 'in_stock'`, codes)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return nil, fmt.Errorf("hand out book %s: %w", spec.Book, err)

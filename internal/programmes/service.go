@@ -70,9 +70,6 @@ func New(l *ledger.Ledger, opts Options) *Service {
 // queued fail. It is safe to call more than once.
 func (s *Service) Close() { s.redeemer.close() }
 
-// Ledger is the ledger the service posts to.
-func (s *Service) Ledger() *ledger.Ledger { return s.l }
-
 // today is the current civil date in Paris.
 func (s *Service) today() time.Time { return DateOf(s.now()) }
 
