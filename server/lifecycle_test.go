@@ -51,7 +51,9 @@ type lcEnv struct {
 
 var lcKeys atomic.Int64
 
-func lcKey() string { return "key-" + strconv.FormatInt(lcKeys.Add(1), 10) + "-" + uuid.NewString()[:8] }
+func lcKey() string {
+	return "key-" + strconv.FormatInt(lcKeys.Add(1), 10) + "-" + uuid.NewString()[:8]
+}
 
 var lcServices = []string{"Aide aux démarches administratives", "Maîtrise des outils numériques du quotidien"}
 
