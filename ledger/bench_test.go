@@ -70,7 +70,7 @@ func BenchmarkPost(b *testing.B) {
 // one entry per database transaction or in batches (group commit), by several goroutines.
 // b.N is the number of entries. The figures in doc.go come from a server with fsync on:
 //
-//	go run ./cmd/withpg -- go test ./ledger -run '^$' -bench HotOutstanding -benchtime 20000x
+//	go run ./cmd/withpg -- go test ./ledger -run '^$' -bench 'HotOutstanding|Post' -benchtime 20000x
 func BenchmarkHotOutstanding(b *testing.B) {
 	e := newEnv(b)
 	for _, workers := range []int{8, 32} {
