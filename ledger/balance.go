@@ -35,11 +35,14 @@ func Balances(ctx context.Context, q Querier, programme uuid.UUID) ([]Balance, e
 
 // BalancesAt returns every account's balance of a programme as of an instant, summed from
 // the postings recorded up to it (an index-only scan per account over postings_account_seq).
+// The last seq recorded by then is found walking the primary key backwards: recorded_at
+// follows seq within a programme, and recent instants are the common question.
 func BalancesAt(ctx context.Context, q Querier, programme uuid.UUID, at time.Time) ([]Balance, error) {
 	rows, err := q.Query(ctx, `
 		WITH upto AS (
-		    SELECT coalesce(max(seq), 0) AS seq FROM transactions
-		     WHERE programme_id = $1 AND recorded_at <= $2)
+		    SELECT coalesce((SELECT seq FROM transactions
+		                      WHERE programme_id = $1 AND recorded_at <= $2
+		                      ORDER BY seq DESC LIMIT 1), 0) AS seq)
 		SELECT a.id, a.kind, a.owner_id,
 		       a.normal_side * coalesce((SELECT sum(p.amount) FROM postings p, upto
 		                                  WHERE p.account_id = a.id AND p.seq <= upto.seq), 0)

@@ -31,10 +31,7 @@ func hotProgramme(b *testing.B, e *env) (*programme, func(n int) []ledger.Entry)
 		}
 		return entries
 	}
-	// Measure a ledger in its steady state: with some history and statistics. On tables
-	// never analyzed, the planner may check the postings → transactions foreign key with
-	// transactions_recorded (programme_id, recorded_at) instead of the primary key, a scan
-	// of the programme's whole journal per posting, until autovacuum analyzes them.
+	// Measure a ledger in its steady state: with some history and statistics.
 	for range 10 {
 		post(b, e, entries(100)...)
 	}

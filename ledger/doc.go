@@ -75,8 +75,8 @@
 //
 //	go run ./cmd/withpg -- go test ./ledger -run '^$' -bench 'HotOutstanding|Post' -benchtime 20000x
 //
-// The benchmark ANALYZEs its tables first: on tables never analyzed, PostgreSQL may plan
-// the postings → transactions foreign-key check with transactions_recorded instead of the
-// primary key, a scan of the programme's whole journal per posting, until autovacuum first
-// analyzes the table (within a minute under load).
+// The benchmark ANALYZEs its tables first. An index on transactions (programme_id,
+// recorded_at) once let PostgreSQL plan the postings → transactions foreign-key check
+// through it on tables never analyzed, a scan of the programme's whole journal per posting;
+// migrations/008_ledger_hardening.sql dropped it.
 package ledger

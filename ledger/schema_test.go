@@ -177,6 +177,38 @@ func TestJournalIsAppendOnly(t *testing.T) {
 	verifyOK(t, e, p.ID)
 }
 
+// The application role moves chain heads (Post appends) but only forward, onto a written
+// transaction with its own hash: it cannot rewind a chain to hide its tail.
+func TestChainHeadOnlyMovesForward(t *testing.T) {
+	e := newEnv(t)
+	p := newProgramme(t, e, 1, 1)
+	p.fund(t, e, p.Funders[0], 10_000)
+	p.fund(t, e, p.Funders[0], 20_000)
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		sql  string
+	}{
+		{"rewind to the previous transaction", `
+			UPDATE ledger_chains c SET last_seq = t.seq, last_hash = t.hash
+			  FROM transactions t WHERE t.programme_id = c.programme_id AND t.seq = c.last_seq - 1
+			   AND c.programme_id = $1`},
+		{"point at a made-up hash", `
+			UPDATE ledger_chains SET last_hash = sha256(last_hash) WHERE programme_id = $1`},
+		{"jump past the journal", `
+			UPDATE ledger_chains SET last_seq = last_seq + 1 WHERE programme_id = $1`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.db.App.Exec(ctx, tc.sql, p.ID)
+			if pgCode(err) != "23514" || !strings.Contains(err.Error(), "only move forward") {
+				t.Fatalf("got %v, want check_violation ledger_chains_forward", err)
+			}
+		})
+	}
+	verifyOK(t, e, p.ID)
+}
+
 // Never-negative accounts refuse to go below zero, whoever writes.
 func TestNeverNegative(t *testing.T) {
 	e := newEnv(t)

@@ -183,7 +183,7 @@ func (s *Service) expire(ctx context.Context, tx pgx.Tx, by uuid.UUID, key strin
 
 	// The chain head is locked by every ledger write of the programme: holding it, the
 	// balances read below cannot move before this transaction posts.
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM ledger_chains WHERE programme_id = $1 FOR UPDATE`, programme); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM ledger_chains WHERE programme_id = $1 FOR NO KEY UPDATE`, programme); err != nil {
 		return Expiry{}, fmt.Errorf("expire programme %s: lock chain: %w", programme, err)
 	}
 	var vouchers, expired int64
