@@ -14,9 +14,12 @@ import (
 	"github.com/passnum/passnum/internal/ident"
 )
 
-// Bounds of a site import.
+// Bounds of a site import. A file travels in one API message, which the server caps at
+// 4 MiB (server.DefaultMaxRecvMsgBytes) because gRPC reads a whole message before any
+// authentication; the import stays under that, with room for the envelope. A département's
+// sites fit many times over; the national file is imported département by département.
 const (
-	MaxImportBytes = 20 << 20
+	MaxImportBytes = 4<<20 - 64<<10
 	MaxImportRows  = 100_000
 )
 
@@ -82,8 +85,8 @@ func ParseSitesCSV(data []byte) (ParsedSites, error) {
 	var p ParsedSites
 	if len(data) > MaxImportBytes {
 		return p, fault.New(fault.ResourceExhausted, "IMPORT_TOO_LARGE",
-			fmt.Sprintf("Le fichier pèse %.1f Mo ; la limite est de %d Mo. Découpez-le en plusieurs fichiers.",
-				float64(len(data))/(1<<20), MaxImportBytes>>20),
+			fmt.Sprintf("Le fichier pèse %d Ko ; la limite est de %d Ko. Découpez-le en plusieurs fichiers, "+
+				"par exemple un par département.", (len(data)+1023)/1024, MaxImportBytes/1024),
 			"max_bytes", fmt.Sprint(MaxImportBytes))
 	}
 	data = bytes.TrimPrefix(data, utf8BOM)
