@@ -11,6 +11,7 @@ import (
 
 	"github.com/passnum/passnum/internal/auth"
 	"github.com/passnum/passnum/internal/fault"
+	"github.com/passnum/passnum/internal/frtext"
 	"github.com/passnum/passnum/ledger"
 )
 
@@ -177,7 +178,7 @@ func (s *Service) expire(ctx context.Context, tx pgx.Tx, by uuid.UUID, key strin
 		return Expiry{}, fault.New(fault.FailedPrecondition, "PROGRAMME_NOT_YET_EXPIRABLE",
 			fmt.Sprintf("Le programme ne peut être clôturé qu'à partir du %s : ses chèques restent utilisables jusqu'au %s "+
 				"(fin de validité le %s, plus %d jours de délai de grâce).",
-				frDate(expirableFrom), frDate(expirableFrom.AddDate(0, 0, -1)), frDate(validUntil), grace),
+				frtext.Date(expirableFrom), frtext.Date(expirableFrom.AddDate(0, 0, -1)), frtext.Date(validUntil), grace),
 			"programme_id", programme.String(), "expirable_from", FormatDate(expirableFrom))
 	}
 

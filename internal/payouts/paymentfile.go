@@ -13,6 +13,7 @@ import (
 
 	"github.com/passnum/passnum/internal/auth"
 	"github.com/passnum/passnum/internal/fault"
+	"github.com/passnum/passnum/internal/frtext"
 	"github.com/passnum/passnum/internal/sepa"
 )
 
@@ -43,7 +44,7 @@ func (s *Service) ExportPaymentFile(ctx context.Context, p auth.Principal, ids [
 	}
 	if executionDate.Before(today) {
 		return nil, fault.New(fault.Invalid, "EXECUTION_DATE_PASSED",
-			fmt.Sprintf("La date d'exécution des virements (%s) est déjà passée.", frDate(executionDate)),
+			fmt.Sprintf("La date d'exécution des virements (%s) est déjà passée.", frtext.Date(executionDate)),
 			"field", "execution_date")
 	}
 	var out *PaymentFile

@@ -16,6 +16,7 @@ import (
 
 	"github.com/passnum/passnum/internal/auth"
 	"github.com/passnum/passnum/internal/fault"
+	"github.com/passnum/passnum/internal/frtext"
 	"github.com/passnum/passnum/internal/vcode"
 	"github.com/passnum/passnum/ledger"
 )
@@ -137,7 +138,7 @@ func (s *Service) CreateStatements(ctx context.Context, p auth.Principal, key st
 	}
 	if today := s.today(); cutoff.After(today) {
 		return nil, fault.New(fault.Invalid, "CUTOFF_IN_FUTURE",
-			fmt.Sprintf("La date d'arrêté (%s) ne peut pas être après aujourd'hui (%s).", frDate(cutoff), frDate(today)),
+			fmt.Sprintf("La date d'arrêté (%s) ne peut pas être après aujourd'hui (%s).", frtext.Date(cutoff), frtext.Date(today)),
 			"field", "cutoff", "cutoff", FormatDate(cutoff))
 	}
 	op := ledger.Op{Name: "payouts.CreateStatements", Org: p.Org, Key: key,
@@ -449,7 +450,7 @@ func (s *Service) MarkStatementPaid(ctx context.Context, p auth.Principal, key s
 	}
 	if today := s.today(); paidOn.After(today) {
 		return Statement{}, fault.New(fault.Invalid, "PAID_ON_IN_FUTURE",
-			fmt.Sprintf("La date du virement (%s) ne peut pas être après aujourd'hui (%s).", frDate(paidOn), frDate(today)),
+			fmt.Sprintf("La date du virement (%s) ne peut pas être après aujourd'hui (%s).", frtext.Date(paidOn), frtext.Date(today)),
 			"field", "paid_on")
 	}
 	op := ledger.Op{Name: "payouts.MarkStatementPaid", Org: p.Org, Key: key,
@@ -469,7 +470,7 @@ func (s *Service) MarkStatementPaid(ctx context.Context, p auth.Principal, key s
 		if paidOn.Before(st.Cutoff) {
 			return Statement{}, fault.New(fault.Invalid, "PAID_ON_BEFORE_CUTOFF",
 				fmt.Sprintf("La date du virement (%s) ne peut pas précéder la date d'arrêté du relevé (%s).",
-					frDate(paidOn), frDate(st.Cutoff)), "field", "paid_on")
+					frtext.Date(paidOn), frtext.Date(st.Cutoff)), "field", "paid_on")
 		}
 		if err := s.postPayout(ctx, tx, p.Org, key, reqHash, st, bankReference, paidOn); err != nil {
 			return Statement{}, err

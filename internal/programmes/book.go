@@ -16,6 +16,7 @@ import (
 
 	"github.com/passnum/passnum/internal/auth"
 	"github.com/passnum/passnum/internal/fault"
+	"github.com/passnum/passnum/internal/frtext"
 	"github.com/passnum/passnum/internal/vcode"
 	"github.com/passnum/passnum/ledger"
 )
@@ -282,13 +283,13 @@ func notFunded(books int32, needed, available int64) error {
 	return fault.New(fault.FailedPrecondition, "PROGRAMME_NOT_FUNDED",
 		fmt.Sprintf("Commande refusée : %d chéquier(s) représentent %s, mais le programme n'a que %s de fonds versés "+
 			"et non encore engagés. Les chèques ne peuvent être émis qu'une fois leur valeur versée.",
-			books, euros(needed), euros(available)),
+			books, frtext.Euros(needed), frtext.Euros(available)),
 		"needed_cents", strconv.FormatInt(needed, 10), "available_cents", strconv.FormatInt(available, 10))
 }
 
 func validityEnded(validUntil time.Time) error {
 	return fault.New(fault.FailedPrecondition, "PROGRAMME_VALIDITY_ENDED",
-		fmt.Sprintf("La période de validité du programme est terminée depuis le %s.", frDate(validUntil)),
+		fmt.Sprintf("La période de validité du programme est terminée depuis le %s.", frtext.Date(validUntil)),
 		"valid_until", FormatDate(validUntil))
 }
 

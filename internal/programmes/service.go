@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"time"
 	_ "time/tzdata" // Europe/Paris must resolve on hosts without a zoneinfo database
@@ -98,35 +97,8 @@ func FormatDate(t time.Time) string {
 	return t.Format(time.DateOnly)
 }
 
-// frDate writes a civil date for people: 31/12/2026.
-func frDate(t time.Time) string { return t.Format("02/01/2006") }
-
 // frTime writes an instant for people, in Paris: 22/11/2026 à 10 h 32.
 func frTime(t time.Time) string { return t.In(Paris).Format("02/01/2006 à 15 h 04") }
-
-// euros writes cents for people: 1 234,50 €.
-func euros(cents int64) string {
-	neg := cents < 0
-	if neg {
-		cents = -cents
-	}
-	units := strconv.FormatInt(cents/100, 10)
-	var b strings.Builder
-	if neg {
-		b.WriteByte('-')
-	}
-	for i, c := range units {
-		if i > 0 && (len(units)-i)%3 == 0 {
-			b.WriteString("\u202f") // narrow no-break space, the French thousands separator
-		}
-		b.WriteRune(c)
-	}
-	if r := cents % 100; r != 0 {
-		fmt.Fprintf(&b, ",%02d", r)
-	}
-	b.WriteString("\u00a0€")
-	return b.String()
-}
 
 // LedgerRef names the ledger transaction an operation wrote.
 type LedgerRef struct {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/passnum/passnum/internal/auth"
 	"github.com/passnum/passnum/internal/fault"
+	"github.com/passnum/passnum/internal/frtext"
 	"github.com/passnum/passnum/internal/orgs"
 	"github.com/passnum/passnum/internal/vcode"
 	"github.com/passnum/passnum/ledger"
@@ -204,11 +205,11 @@ func siteNotQualified(site *orgs.SiteInfo, date time.Time) error {
 	case orgs.StatusWithdrawn:
 		why = "son habilitation a été retirée"
 	default:
-		why = fmt.Sprintf("son habilitation ne couvre pas cette date (du %s au %s)", frDate(site.ValidFrom), frDate(site.ValidUntil))
+		why = fmt.Sprintf("son habilitation ne couvre pas cette date (du %s au %s)", frtext.Date(site.ValidFrom), frtext.Date(site.ValidUntil))
 	}
 	return fault.New(fault.FailedPrecondition, "SITE_NOT_QUALIFIED",
 		fmt.Sprintf("Votre lieu ne peut pas encaisser de chèques pour un service rendu le %s : %s. "+
-			"Contactez l'opérateur du Pass numérique.", frDate(date), why),
+			"Contactez l'opérateur du Pass numérique.", frtext.Date(date), why),
 		"site_id", site.ID.String(), "site_status", string(site.Status), "service_date", FormatDate(date))
 }
 
@@ -236,14 +237,14 @@ func notActive(code vcode.Code, status string) error {
 
 func expired(code vcode.Code, until time.Time) error {
 	return fault.New(fault.FailedPrecondition, "VOUCHER_EXPIRED",
-		fmt.Sprintf("Ce chèque n'est plus valable : il pouvait être encaissé jusqu'au %s.", frDate(until)),
+		fmt.Sprintf("Ce chèque n'est plus valable : il pouvait être encaissé jusqu'au %s.", frtext.Date(until)),
 		"code", code.String(), "redeemable_until", FormatDate(until))
 }
 
 func servedAfterValidity(code vcode.Code, date, validUntil time.Time) error {
 	return fault.New(fault.FailedPrecondition, "VOUCHER_EXPIRED",
 		fmt.Sprintf("Ce chèque n'était plus valable le %s, date du service : il couvrait les services rendus jusqu'au %s.",
-			frDate(date), frDate(validUntil)),
+			frtext.Date(date), frtext.Date(validUntil)),
 		"code", code.String(), "valid_until", FormatDate(validUntil), "service_date", FormatDate(date))
 }
 
@@ -264,7 +265,7 @@ func heldElsewhere(code vcode.Code, until time.Time) error {
 func beforeHandOut(code vcode.Code, date, handedOut time.Time) error {
 	return fault.New(fault.Invalid, "SERVICE_DATE_BEFORE_HAND_OUT",
 		fmt.Sprintf("La date du service (%s) précède la remise du chéquier au bénéficiaire (%s) : vérifiez la date.",
-			frDate(date), frDate(DateOf(handedOut))),
+			frtext.Date(date), frtext.Date(DateOf(handedOut))),
 		"field", "service_date", "code", code.String())
 }
 
