@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/passnum/passnum/ledger"
 )
@@ -258,51 +259,75 @@ func postAll(ctx context.Context, l *ledger.Ledger, tx pgx.Tx, entries []ledger.
 
 // settle puts the month's redemptions of every site on a statement, with the reversals of the
 // month whose redemption rides along or was paid already (clawbacks), approves and pays it
-// (the payout ledger transactions, then the status, which the reports trigger sees).
+// (the payout ledger transactions, then the status, which the reports trigger sees). The
+// départements' sites are shared between the workers, one transaction each: their
+// statements, claims and aggregate rows are disjoint, and the programmes' chain heads, locked
+// by the payout transactions at the end, are mostly different too.
 func (g *generator) settle(cutoff, paidOn time.Time) error {
 	prev := cutoff.AddDate(0, 0, 1).AddDate(0, -1, -1)
-	return g.inTx(g.ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(g.ctx, `
+	groups := make([][]uuid.UUID, g.o.workers)
+	for i, d := range g.deps {
+		groups[i%len(groups)] = append(groups[i%len(groups)], d.sites...)
+	}
+	eg, ctx := errgroup.WithContext(g.ctx)
+	for _, sites := range groups {
+		if len(sites) > 0 {
+			eg.Go(func() error { return g.settleSites(ctx, sites, prev, cutoff, paidOn) })
+		}
+	}
+	return eg.Wait()
+}
+
+// settleSites settles the month for some sites. Redemptions are found through their site and
+// redemption time: the generator redeems a voucher on its service day or, after a reversal,
+// the next one.
+func (g *generator) settleSites(ctx context.Context, sites []uuid.UUID, prev, cutoff, paidOn time.Time) error {
+	return g.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `
 			CREATE TEMP TABLE dg_l ON COMMIT DROP AS
 			SELECT r.site_id, 'redemption'::text AS kind, r.voucher_code, r.round, r.programme_id, r.amount_cents AS amount
 			  FROM redemptions r
-			 WHERE r.service_date > $1 AND r.service_date <= $2`, prev, cutoff); err != nil {
+			 WHERE r.site_id = ANY($3)
+			   AND r.redeemed_at >= ($1::date + 1)::timestamp AT TIME ZONE 'Europe/Paris'
+			   AND r.redeemed_at < ($2::date + 3)::timestamp AT TIME ZONE 'Europe/Paris'
+			   AND r.service_date > $1 AND r.service_date <= $2`, prev, cutoff, sites); err != nil {
 			return fmt.Errorf("redemption lines: %w", err)
 		}
-		if _, err := tx.Exec(g.ctx, `
+		if _, err := tx.Exec(ctx, `
 			INSERT INTO dg_l
 			SELECT v.site_id, 'reversal', v.voucher_code, v.round, v.programme_id, -v.amount_cents
 			  FROM redemption_reversals v
 			  JOIN redemptions r ON r.voucher_code = v.voucher_code AND r.round = v.round
-			 WHERE (v.reversed_at AT TIME ZONE 'Europe/Paris')::date > $1
+			 WHERE v.site_id = ANY($3)
+			   AND (v.reversed_at AT TIME ZONE 'Europe/Paris')::date > $1
 			   AND (v.reversed_at AT TIME ZONE 'Europe/Paris')::date <= $2
 			   AND ((r.service_date > $1 AND r.service_date <= $2)
 			        OR EXISTS (SELECT 1 FROM statement_claims c JOIN statements s ON s.id = c.statement_id
 			                    WHERE c.kind = 'redemption' AND c.voucher_code = v.voucher_code AND c.round = v.round
-			                      AND s.status = 'paid'))`, prev, cutoff); err != nil {
+			                      AND s.status = 'paid'))`, prev, cutoff, sites); err != nil {
 			return fmt.Errorf("clawback lines: %w", err)
 		}
-		if _, err := tx.Exec(g.ctx, `
+		if _, err := tx.Exec(ctx, `
 			CREATE TEMP TABLE dg_s ON COMMIT DROP AS
 			SELECT gen_random_uuid() AS id, site_id, sum(amount)::bigint AS total, count(*)::int AS n
 			  FROM dg_l GROUP BY site_id HAVING sum(amount) > 0`); err != nil {
 			return fmt.Errorf("statements: %w", err)
 		}
-		if _, err := tx.Exec(g.ctx, `
+		if _, err := tx.Exec(ctx, `
 			INSERT INTO statements (id, number, site_id, cutoff, total_cents, line_count, created_at, created_by)
 			SELECT id, 'RLV-' || to_char($1::date, 'YYYY-MM') || '-' || lpad(nextval('statement_numbers')::text, 6, '0'),
 			       site_id, $1, total, n, ($1::date + time '20:00') AT TIME ZONE 'Europe/Paris', $2
 			  FROM dg_s ORDER BY site_id`, cutoff, g.operator); err != nil {
 			return fmt.Errorf("statements: %w", err)
 		}
-		if _, err := tx.Exec(g.ctx, `
+		if _, err := tx.Exec(ctx, `
 			INSERT INTO statement_lines (statement_id, line_no, programme_id, kind, voucher_code, round, amount_cents)
 			SELECT s.id, row_number() OVER (PARTITION BY s.id ORDER BY l.kind DESC, l.voucher_code, l.round),
 			       l.programme_id, l.kind, l.voucher_code, l.round, l.amount
 			  FROM dg_l l JOIN dg_s s USING (site_id)`); err != nil {
 			return fmt.Errorf("statement lines: %w", err)
 		}
-		if _, err := tx.Exec(g.ctx, `
+		if _, err := tx.Exec(ctx, `
 			UPDATE statements SET status = 'approved', approved_at = ($1::date + 3 + time '09:00') AT TIME ZONE 'Europe/Paris',
 			       approved_by = $2
 			 WHERE id IN (SELECT id FROM dg_s)`, cutoff, g.operator); err != nil {
@@ -312,7 +337,7 @@ func (g *generator) settle(cutoff, paidOn time.Time) error {
 			statement, site, programme uuid.UUID
 			amount                     int64
 		}
-		rows, err := tx.Query(g.ctx, `
+		rows, err := tx.Query(ctx, `
 			SELECT s.id, s.site_id, l.programme_id, sum(l.amount)::bigint
 			  FROM dg_l l JOIN dg_s s USING (site_id)
 			 GROUP BY 1, 2, 3 HAVING sum(l.amount) <> 0 ORDER BY 1, 3`)
@@ -333,7 +358,7 @@ func (g *generator) settle(cutoff, paidOn time.Time) error {
 				Postings: ledger.Move(ledger.AccountRef{Programme: po.programme, Kind: ledger.SitePayable, Owner: po.site},
 					ledger.AccountRef{Programme: po.programme, Kind: ledger.SitePaid, Owner: po.site}, po.amount)}
 		}
-		posted, err := postAll(g.ctx, g.l, tx, entries)
+		posted, err := postAll(ctx, g.l, tx, entries)
 		if err != nil {
 			return fmt.Errorf("payout transactions: %w", err)
 		}
@@ -341,11 +366,11 @@ func (g *generator) settle(cutoff, paidOn time.Time) error {
 		for i, po := range payouts {
 			rowsIn[i] = []any{po.statement, po.programme, posted[i].ID, po.amount}
 		}
-		if _, err := tx.CopyFrom(g.ctx, pgx.Identifier{"statement_payouts"},
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"statement_payouts"},
 			[]string{"statement_id", "programme_id", "tx_id", "amount_cents"}, pgx.CopyFromRows(rowsIn)); err != nil {
 			return fmt.Errorf("statement payouts: %w", err)
 		}
-		if _, err := tx.Exec(g.ctx, `
+		if _, err := tx.Exec(ctx, `
 			UPDATE statements SET status = 'paid', paid_at = ($1::date + time '10:00') AT TIME ZONE 'Europe/Paris',
 			       paid_by = $2, paid_on = $1, bank_reference = 'VIR-' || number
 			 WHERE id IN (SELECT id FROM dg_s)`, paidOn, g.operator); err != nil {
