@@ -255,7 +255,7 @@ func (g *generator) plan() error {
 		if r.IntN(5) == 0 {
 			p.perBook = 5
 		}
-		// Programmes start over the first 14 months; the second of a département a year later.
+		// A département's first programme starts in the first three months, its second a year later.
 		startMonth := r.IntN(3)
 		if i%2 == 1 {
 			startMonth += 12

@@ -14,12 +14,13 @@
 // returns per programme closed out.
 //
 // The history: départements, each with its funder (the State co-funds three programmes in
-// four, capped at 1.5 M€), distributors and mediation sites; programmes valid for twelve
-// months, starting over the first fourteen months of the window; books ordered in the first
-// six months of validity, 90 % handed out (62 % to the target public), some of the rest
-// cancelled; vouchers used at a handful of sites near each distributor; 0.2 % of redemptions
-// reversed, most then redeemed again; monthly statements paid on the 10th; programmes past
-// their grace period closed out (vouchers expired, unused budget returned).
+// four, capped at 1.5 M€), distributors and mediation sites; two programmes per département,
+// valid for twelve months, the first starting in the window's first three months and the
+// second a year later; books ordered in the first six months of validity, 90 % handed out
+// (62 % to the target public), some of the rest cancelled; vouchers used at a handful of
+// sites near each distributor; 0.2 % of redemptions reversed, most then redeemed again;
+// monthly statements paid on the 10th; programmes past their grace period closed out
+// (vouchers expired, unused budget returned).
 //
 // Then it times reports.Service.Spend on random queries (scopes, filters and groupings) and
 // prints p50, p95 and p99.
