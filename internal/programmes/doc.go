@@ -76,8 +76,7 @@
 // records' primary key (see redeemBatch). A request whose key already appears in a batch
 // waits for the next batch, where it replays the first one's answer. If a batch fails as a
 // whole for an unexpected reason its items are run again one by one, so one bad item never
-// fails the others. Concurrent requests of one site share one read of the site
-// (singleflight, no cache).
+// fails the others. The sites of a batch are read in its first round trip, once each.
 //
 // Reversals. The operator reverses a redemption with a reason and a note. For an error the
 // voucher becomes available again (its round counter stays, so the next redemption is round

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -574,13 +575,12 @@ func TestRedeemIdempotent(t *testing.T) {
 func TestBatchFallback(t *testing.T) {
 	f := newFixture(t, Options{})
 	p, book := f.ready()
-	good, err := orgs.SiteForRedemption(f.ctx, f.db.App, f.sites[0].Org)
-	f.must(err)
-	ghost := good
-	ghost.ID = uuid.New() // not a site: the redemptions insert breaks the whole batch
+	// A key longer than idempotency_keys accepts (RedeemVoucher refuses it before queueing):
+	// the records' insert breaks the whole batch.
+	keys := []string{key(), strings.Repeat("k", 201), key()}
 	var items []*redeemItem
-	for i, site := range []*orgs.SiteInfo{&good, &ghost, &good} {
-		items = append(items, &redeemItem{ctx: f.ctx, site: site, key: key(), hash: make([]byte, 32),
+	for i, k := range keys {
+		items = append(items, &redeemItem{ctx: f.ctx, org: f.sites[0].Org, key: k, hash: make([]byte, 32),
 			code: book.Codes[i], service: services[0], minutes: 60, date: DateOf(f.clock.Now()), done: make(chan struct{})})
 	}
 	f.svc.redeemer.execute(items)
@@ -596,6 +596,26 @@ func TestBatchFallback(t *testing.T) {
 	f.verify(p.ID)
 }
 
+// TestBatchUnknownSite: an organisation that is no site is refused within its batch, which
+// goes on for the others.
+func TestBatchUnknownSite(t *testing.T) {
+	f := newFixture(t, Options{})
+	p, book := f.ready()
+	var items []*redeemItem
+	for i, org := range []uuid.UUID{f.sites[0].Org, uuid.New(), f.sites[1].Org} {
+		items = append(items, &redeemItem{ctx: f.ctx, org: org, key: key(), hash: make([]byte, 32),
+			code: book.Codes[i], service: services[0], minutes: 60, date: DateOf(f.clock.Now()), done: make(chan struct{})})
+	}
+	f.svc.redeemer.execute(items)
+	f.must(items[0].err)
+	wantFault(t, items[1].err, "SITE_NOT_FOUND")
+	f.must(items[2].err)
+	if c := f.count(`SELECT count(*) FROM redemptions`); c != 2 {
+		t.Fatalf("%d redemptions", c)
+	}
+	f.verify(p.ID)
+}
+
 // TestBatchSameVoucher: two requests on one voucher in one batch: the first wins, the second
 // gets exactly the fault a later request gets.
 func TestBatchSameVoucher(t *testing.T) {
@@ -603,9 +623,7 @@ func TestBatchSameVoucher(t *testing.T) {
 	p, book := f.ready()
 	var items []*redeemItem
 	for _, s := range f.sites[:2] {
-		site, err := orgs.SiteForRedemption(f.ctx, f.db.App, s.Org)
-		f.must(err)
-		items = append(items, &redeemItem{ctx: f.ctx, site: &site, key: key(), hash: make([]byte, 32),
+		items = append(items, &redeemItem{ctx: f.ctx, org: s.Org, key: key(), hash: make([]byte, 32),
 			code: book.Codes[0], service: services[0], minutes: 60, date: DateOf(f.clock.Now()), done: make(chan struct{})})
 	}
 	f.svc.redeemer.execute(items)

@@ -56,7 +56,8 @@ type Redemption struct {
 // redeemItem is one queued redemption request and, once done is closed, its outcome.
 type redeemItem struct {
 	ctx     context.Context
-	site    *orgs.SiteInfo
+	org     uuid.UUID      // the caller's organisation, a site
+	site    *orgs.SiteInfo // read by the batch
 	key     string
 	hash    []byte
 	code    vcode.Code
@@ -113,39 +114,12 @@ func (s *Service) RedeemVoucher(ctx context.Context, p auth.Principal, key strin
 	if date.After(today) {
 		return nil, fault.InvalidField("service_date", "La date du service ne peut pas être dans le futur.")
 	}
-	site, err := s.siteForRedemption(ctx, p.Org)
-	if err != nil {
-		return nil, err
-	}
-	it := &redeemItem{ctx: ctx, site: site, key: key, hash: hash, code: c, service: spec.Service,
+	it := &redeemItem{ctx: ctx, org: p.Org, key: key, hash: hash, code: c, service: spec.Service,
 		minutes: spec.Minutes, date: date, done: make(chan struct{})}
 	if err := s.redeemer.submit(ctx, it); err != nil {
 		return nil, err
 	}
 	return it.res, it.err
-}
-
-// siteForRedemption reads a site for a redemption. Concurrent requests of one site share
-// one read (singleflight, no cache): under load a busy site's requests cost one query per
-// round trip instead of one each, and every request still sees the site as it was after the
-// request arrived or at most one read earlier.
-func (s *Service) siteForRedemption(ctx context.Context, id uuid.UUID) (*orgs.SiteInfo, error) {
-	ch := s.sites.DoChan(id.String(), func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
-		defer cancel()
-		site, err := orgs.SiteForRedemption(ctx, s.l.Pool(), id)
-		return &site, err
-	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		site := *r.Val.(*orgs.SiteInfo) // each request gets its own copy
-		return &site, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 // redeemBatch redeems items in tx and sets each item's outcome: a redemption (new or
@@ -163,19 +137,36 @@ func (s *Service) siteForRedemption(ctx context.Context, id uuid.UUID) (*orgs.Si
 func (s *Service) redeemBatch(ctx context.Context, tx pgx.Tx, items []*redeemItem) error {
 	codes := make([]int64, 0, len(items))
 	keyOrgs, keys := make([]pgtype.UUID, len(items)), make([]string, len(items))
+	sites := make(map[uuid.UUID]*orgs.SiteInfo)
+	var siteIDs []pgtype.UUID
 	for i, it := range items {
-		it.res, it.err = nil, nil
+		it.res, it.err, it.site = nil, nil, nil
 		codes = append(codes, int64(it.code))
-		keyOrgs[i], keys[i] = pgUUID(it.site.ID), it.key
+		keyOrgs[i], keys[i] = pgUUID(it.org), it.key
+		if _, ok := sites[it.org]; !ok {
+			sites[it.org] = nil
+			siteIDs = append(siteIDs, pgUUID(it.org))
+		}
 	}
 	slices.Sort(codes)
 	codes = slices.Compact(codes)
 
-	// 1. One round trip: lock the vouchers, then read the idempotency records and the last
-	// redemption of the vouchers already redeemed.
+	// 1. One round trip: read the sites, lock the vouchers, then read the idempotency records
+	// and the last redemption of the vouchers already redeemed. The sites are read once per
+	// batch, in its transaction: a suspension committed before the batch started applies.
 	vouchers := make(map[vcode.Code]*voucherRow, len(codes))
 	priors := make(map[int]*ledger.Prior)
 	b := &pgx.Batch{}
+	b.Queue(siteSelect, siteIDs).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			si, err := scanSite(rows)
+			if err != nil {
+				return err
+			}
+			sites[si.ID] = si
+		}
+		return rows.Err()
+	})
 	b.Queue(voucherSelect+` WHERE v.code = ANY($1) ORDER BY v.code FOR UPDATE OF v`, codes).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			v, err := scanVoucher(rows)
@@ -210,9 +201,21 @@ func (s *Service) redeemBatch(ctx context.Context, tx pgx.Tx, items []*redeemIte
 		return fmt.Errorf("lock vouchers: %w", err)
 	}
 
-	// 2. Replays first: a recorded answer stands whatever happened since.
+	// 2. Replays first: a recorded answer stands whatever happened since. An organisation
+	// that is no site (a token of the site role for an unknown one) never redeemed anything:
+	// orgs.SiteForRedemption says why it is refused.
 	var pending []*redeemItem
 	for i, it := range items {
+		if it.site = sites[it.org]; it.site == nil {
+			if _, err := orgs.SiteForRedemption(ctx, tx, it.org); err != nil {
+				if _, ok := fault.As(err); !ok {
+					return err
+				}
+				it.err = err
+				continue
+			}
+			return fmt.Errorf("site %s is readable alone but not in its batch", it.org)
+		}
 		prior := priors[i]
 		if prior == nil {
 			pending = append(pending, it)
@@ -346,6 +349,31 @@ func (s *Service) redeemBatch(ctx context.Context, tx pgx.Tx, items []*redeemIte
 		it.res.Ledger.Seq = posted[i].Seq
 	}
 	return nil
+}
+
+// siteSelect reads what a redemption needs to know about sites (orgs.SiteInfo), like
+// orgs.SiteForRedemption but for every site of a batch in one statement.
+const siteSelect = `
+	SELECT s.org_id, o.name, coalesce(o.departement, ''), s.status, s.valid_from, s.valid_until, s.services
+	  FROM sites s JOIN organisations o ON o.id = s.org_id
+	 WHERE s.org_id = ANY($1)`
+
+func scanSite(row pgx.Row) (*orgs.SiteInfo, error) {
+	var (
+		si       orgs.SiteInfo
+		from, to pgtype.Date
+	)
+	if err := row.Scan(&si.ID, &si.Name, &si.Departement, &si.Status, &from, &to, &si.Services); err != nil {
+		return nil, fmt.Errorf("read sites: %w", err)
+	}
+	// Civil dates at UTC midnight, zero when never qualified, as orgs.SiteInfo has them.
+	if from.Valid {
+		si.ValidFrom = from.Time
+	}
+	if to.Valid {
+		si.ValidUntil = to.Time
+	}
+	return &si, nil
 }
 
 // pgUUID wraps a UUID for pgx: arrays of uuid.UUID go through its driver.Valuer, which makes
@@ -484,7 +512,7 @@ func (r *redeemer) run() {
 		seen := make(map[itemKey]bool, len(batch))
 		run := make([]*redeemItem, 0, len(batch))
 		for _, it := range batch {
-			k := itemKey{it.site.ID, it.key}
+			k := itemKey{it.org, it.key}
 			if seen[k] {
 				carried = append(carried, it)
 				continue

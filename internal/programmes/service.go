@@ -11,7 +11,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/passnum/passnum/internal/auth"
 	"github.com/passnum/passnum/internal/fault"
@@ -49,7 +48,6 @@ type Service struct {
 	now      func() time.Time
 	codes    func(n int) ([]vcode.Code, error)
 	redeemer *redeemer
-	sites    singleflight.Group // site reads of concurrent redemptions
 }
 
 // New returns a Service over l and starts its redemption executors.
