@@ -103,8 +103,9 @@ func newCall(ctx context.Context) (context.Context, *call) {
 // incomingRequestID returns the client's x-request-id if it is short and made of safe
 // characters (it ends up in logs), else a new UUID.
 func incomingRequestID(ctx context.Context) string {
-	md, _ := metadata.FromIncomingContext(ctx)
-	if v := md.Get(RequestIDHeader); len(v) == 1 && validRequestID(v[0]) {
+	// ValueFromIncomingContext copies one key's values; FromIncomingContext would copy the
+	// whole metadata, twice per RPC with authenticate.
+	if v := metadata.ValueFromIncomingContext(ctx, RequestIDHeader); len(v) == 1 && validRequestID(v[0]) {
 		return v[0]
 	}
 	return uuid.NewString()
@@ -258,8 +259,7 @@ func (i *interceptors) authenticate(ctx context.Context, method string) (context
 	if isPublic(method) {
 		return ctx, nil
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	values := md.Get("authorization")
+	values := metadata.ValueFromIncomingContext(ctx, "authorization")
 	if len(values) > 1 {
 		return ctx, errSeveralAuthorizations
 	}
