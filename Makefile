@@ -59,6 +59,15 @@ else
 	$(WITHPG) -data var/bench -fast -- $(GO) run ./cmd/passnum-datagen $(DATAGEN_FLAGS)
 endif
 
+# bench starts its own durable PostgreSQL (temporary directory), runs pgbench on it, then the
+# real passnumd binary as a separate process, and compares; BENCH_FLAGS passes flags to
+# cmd/passnum-bench, e.g. BENCH_FLAGS="-scenario redeem -cpuprofile". Built rather than `go run`
+# so that signals reach it and its exit status comes back unchanged.
+.PHONY: bench
+bench: ## benchmark passnum against pgbench on the same PostgreSQL; results in bench/results/
+	$(GO) build -o $(BIN)/passnum-bench ./cmd/passnum-bench
+	$(BIN)/passnum-bench $(BENCH_FLAGS)
+
 .PHONY: build
 build: ## build bin/passnumd and bin/passnum
 	$(GO) build -o $(BIN)/passnumd ./cmd/passnumd

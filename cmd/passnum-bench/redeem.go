@@ -1,0 +1,331 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+)
+
+// Redemption scenario sizing.
+const (
+	redeemBooks       = 90_000 // ordered for the hot programme: 900,000 vouchers at most
+	replayProbes      = 2000   // answered requests sent again with their keys
+	raceProbes        = 200    // vouchers redeemed concurrently by several sites
+	raceContenders    = 4      // sites racing for each of them
+	throughputGuessX  = 1.5    // first supply of vouchers: this many times pgbench's tps...
+	throughputGuessLo = 6000.0 // ...and at least this many calls/s
+	profileSeconds    = 20
+)
+
+// Targets (issue 6).
+const (
+	wantThroughputRatio = 1.0
+	stretchThroughput   = 2.0
+	maxP99ms            = 25
+	maxRSSMB            = 150
+)
+
+func (b *bench) redeemScenario(ctx context.Context) error {
+	w, err := b.seedOrgs(ctx, b.o.sites)
+	if err != nil {
+		return err
+	}
+	b.world = w
+	prog, err := b.createFundedProgramme(ctx, w, "redeem", redeemBooks*perBook)
+	if err != nil {
+		return err
+	}
+	began := time.Now()
+	order, err := b.orderBooks(ctx, w, prog, "bench-order-redeem", redeemBooks)
+	if err != nil {
+		return fmt.Errorf("order books: %w", err)
+	}
+	b.log.Info("books ordered for the hot programme", "books", redeemBooks, "took", time.Since(began).Round(time.Millisecond))
+	s := &supply{b: b, w: w, programme: prog, first: order.GetFirstNumber(), last: order.GetLastNumber()}
+
+	guess := max(throughputGuessX*b.pgbenchTPS, throughputGuessLo)
+	if err := s.ensure(ctx, int(guess*(b.o.warmup+b.o.duration).Seconds())); err != nil {
+		return err
+	}
+	r := newRedeemer(b.api, w.sites, s.take(len(s.codes)), "bench-redeem-")
+	b.log.Info("throughput run", "goroutines", b.o.concurrency, "connections", b.o.connections,
+		"sites", len(w.sites), "warmup", b.o.warmup, "duration", b.o.duration, "vouchers", len(r.codes))
+	postmaster, err := postmasterPID(b.cluster.DataDir())
+	if err != nil {
+		return err
+	}
+	var (
+		hookErr                 error
+		cpuA, cpuB              cpuSample
+		fnA, fnB                functionTimes
+		profWG                  sync.WaitGroup
+		profErr                 error
+		profileCtx, stopProfile = context.WithCancel(ctx)
+	)
+	defer stopProfile()
+	onStart := func() {
+		// Pending statistics of the hand-outs are flushed by now (within a second of
+		// activity): count the window's trigger time only.
+		var err error
+		if fnA, err = b.functionTimes(ctx); err != nil {
+			hookErr = err
+		}
+		if _, err := b.statementCosts(ctx, 0); err != nil {
+			hookErr = err
+		}
+		if cpuA, err = sampleCPU(b.daemon.cmd.Process.Pid, postmaster); err != nil {
+			hookErr = err
+		}
+		if b.o.cpuProfile {
+			profWG.Add(1)
+			go func() {
+				defer profWG.Done()
+				profErr = b.profile(profileCtx)
+			}()
+		}
+	}
+	onEnd := func() {
+		var err error
+		if cpuB, err = sampleCPU(b.daemon.cmd.Process.Pid, postmaster); err != nil {
+			hookErr = err
+		}
+		if fnB, err = b.functionTimes(ctx); err != nil {
+			hookErr = err
+		}
+	}
+	tp := r.closedLoop(ctx, b.o.concurrency, b.o.warmup, b.o.duration, onStart, onEnd)
+	profWG.Wait()
+	if profErr != nil {
+		b.log.Warn("CPU profile", "error", profErr)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if hookErr != nil {
+		return hookErr
+	}
+	if tp.measured == 0 {
+		return fmt.Errorf("no redemption succeeded in the throughput run (errors: %s)\n%s",
+			formatErrors(tp.errors), tail(filepath.Join(b.work, "passnumd.log"), 5))
+	}
+	b.log.Info("throughput run done", "calls/s", math.Round(tp.perSecond), "errors", formatErrors(tp.errors))
+	b.res.addInfo("throughput run: %s", cpuPerCall(cpuA, cpuB, tp.measured))
+	b.res.addInfo("PostgreSQL functions (triggers) during the throughput window, by own time: %s", fnB.since(fnA, 6))
+	statements, err := b.statementCosts(ctx, 15)
+	if err != nil {
+		return err
+	}
+	if len(statements) > 0 {
+		b.res.addInfo("statements during the throughput window, by total time (pg_stat_statements):\n    %s",
+			strings.Join(statements, "\n    "))
+	}
+	closed := sortDurations(tp.latencies)
+	note := fmt.Sprintf("%d goroutines over %d connections, %d sites, one programme, %v measured after %v warm-up; "+
+		"closed-loop latency p50 %.1f ms, p99 %.1f ms; stretch target ratio ≥ %g (group commit)",
+		b.o.concurrency, b.o.connections, len(w.sites), tp.window.Round(time.Millisecond), b.o.warmup,
+		ms(percentile(closed, 0.5)), ms(percentile(closed, 0.99)), stretchThroughput)
+	if tp.exhausted {
+		note += "; the vouchers ran out before the end of the window"
+	}
+	if len(tp.errors) > 0 {
+		note += "; errors: " + formatErrors(tp.errors)
+	}
+	if b.pgbenchTPS > 0 {
+		b.res.peerRatio(figThroughput, tp.perSecond, "calls/s", b.pgbenchTPS, "pgbench tps", wantThroughputRatio, true, note)
+	} else {
+		b.res.addInfo("redemption throughput %.0f calls/s (pgbench skipped: no ratio); %s", tp.perSecond, note)
+	}
+
+	rate := b.o.rate
+	if rate <= 0 {
+		rate = tp.perSecond / 2
+	}
+	need := int(rate*b.o.latencyDuration.Seconds()) + replayProbes + raceProbes
+	if err := s.ensure(ctx, need); err != nil {
+		return err
+	}
+	first := len(r.codes)
+	r.codes = append(r.codes[:first:first], s.take(len(s.codes))...)
+	r.out = append(r.out, make([]outcome, len(r.codes)-first)...)
+	b.log.Info("latency run (open loop)", "rate", math.Round(rate), "duration", b.o.latencyDuration)
+	if _, err := b.statementCosts(ctx, 0); err != nil {
+		return err
+	}
+	cpuA, err = sampleCPU(b.daemon.cmd.Process.Pid, postmaster)
+	if err != nil {
+		return err
+	}
+	lr, err := r.openLoop(ctx, first, rate, b.o.latencyDuration)
+	if err != nil {
+		return err
+	}
+	if cpuB, err = sampleCPU(b.daemon.cmd.Process.Pid, postmaster); err != nil {
+		return err
+	}
+	b.res.addInfo("latency run: %s", cpuPerCall(cpuA, cpuB, lr.sent))
+	statements, err = b.statementCosts(ctx, 15)
+	if err != nil {
+		return err
+	}
+	if len(statements) > 0 {
+		b.res.addInfo("statements during the latency run, by total time (pg_stat_statements):\n    %s",
+			strings.Join(statements, "\n    "))
+	}
+	worst, worstP99, err := b.writeTimeline(&lr)
+	if err != nil {
+		return err
+	}
+	open := sortDurations(lr.latencies)
+	p50, p99 := ms(percentile(open, 0.5)), ms(percentile(open, 0.99))
+	b.log.Info("latency run done", "p50_ms", p50, "p99_ms", p99, "achieved", math.Round(lr.achieved), "errors", formatErrors(lr.errors))
+	note = fmt.Sprintf("p50 %.1f ms, p99.9 %.1f ms, max %.1f ms at %.0f calls/s asked (%.0f %% of peak), %.0f answered OK per second, over %v",
+		p50, ms(percentile(open, 0.999)), ms(open[len(open)-1]), rate, 100*rate/tp.perSecond, lr.achieved, b.o.latencyDuration)
+	note += fmt.Sprintf("; worst second: %d (p99 %.1f ms), per second in latency-timeline.csv", worst, ms(worstP99))
+	if len(lr.errors) > 0 {
+		note += "; errors: " + formatErrors(lr.errors)
+	}
+	b.res.limit(figP99, p99, "ms", maxP99ms, note)
+
+	peak, current, err := b.daemon.memory()
+	if err != nil {
+		return err
+	}
+	b.res.limit(figRSS, peak, "MB", maxRSSMB,
+		fmt.Sprintf("VmHWM of passnumd after the redemption loads (VmRSS now %.0f MB); MB = MiB", current))
+
+	used := first + lr.sent
+	return b.exactlyOnce(ctx, r, used, prog)
+}
+
+// writeTimeline saves the latency run's second-by-second figures in the output directory.
+func (b *bench) writeTimeline(lr *latencyRun) (worst int, worstP99 time.Duration, err error) {
+	if err := os.MkdirAll(b.outDir(), 0o755); err != nil {
+		return 0, 0, err
+	}
+	f, err := os.Create(filepath.Join(b.outDir(), "latency-timeline.csv"))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	return lr.timeline(f)
+}
+
+// profile saves a CPU profile of passnumd taken from now.
+func (b *bench) profile(ctx context.Context) error {
+	secs := min(profileSeconds, int(b.o.duration.Seconds()))
+	dir := b.outDir()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	path := filepath.Join(dir, "passnumd.cpu.pprof")
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := b.daemon.cpuProfile(ctx, secs, f); err != nil {
+		return err
+	}
+	b.log.Info("CPU profile saved", "path", path, "seconds", secs)
+	return nil
+}
+
+// exactlyOnce checks what the redemption runs did: ambiguous requests are resolved by
+// sending them again, answered ones replay identically, vouchers raced for by several sites
+// have exactly one winner, and the database holds exactly the redemptions answered OK.
+func (b *bench) exactlyOnce(ctx context.Context, r *redeemer, used int, programme string) error {
+	resolved := 0
+	for i := range used {
+		if r.out[i].ambiguous() {
+			if !r.send(ctx, i, i).ok {
+				return fmt.Errorf("request %d: still refused when sent again: %s %s", i, r.out[i].code, r.out[i].why)
+			}
+			resolved++
+		}
+	}
+	okCount, refused := 0, 0
+	var answered []int
+	for i := range used {
+		switch {
+		case r.out[i].ok:
+			okCount++
+			answered = append(answered, i)
+		case r.out[i].done:
+			refused++
+		}
+	}
+	// Replays: the same key and request must return the recorded redemption.
+	step := max(1, len(answered)/replayProbes)
+	replays := 0
+	for k := 0; k < len(answered); k += step {
+		i := answered[k]
+		want := r.out[i]
+		got := r.send(ctx, i, i)
+		if !got.ok || got.tx != want.tx || got.round != want.round {
+			return fmt.Errorf("replay of request %d: got ok=%v tx %s round %d (%s %s), want tx %s round %d",
+				i, got.ok, got.tx, got.round, got.code, got.why, want.tx, want.round)
+		}
+		replays++
+	}
+	// Races: several sites redeem one voucher at once, each with its own key.
+	if used+raceProbes > len(r.codes) {
+		return errors.New("no vouchers left for the race probes")
+	}
+	race := newRedeemer(b.api, r.sites, nil, "bench-race-")
+	for k := range raceProbes {
+		for range raceContenders {
+			race.codes = append(race.codes, r.codes[used+k])
+		}
+	}
+	race.out = make([]outcome, len(race.codes))
+	var wg sync.WaitGroup
+	for i := range race.codes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			race.send(ctx, i, i)
+		}()
+	}
+	wg.Wait()
+	for k := range raceProbes {
+		winners := 0
+		for j := range raceContenders {
+			o := race.out[k*raceContenders+j]
+			switch {
+			case o.ok:
+				winners++
+			case o.code != codes.FailedPrecondition || o.why != "VOUCHER_ALREADY_REDEEMED":
+				return fmt.Errorf("race for voucher %s: a loser got %s %s, want FAILED_PRECONDITION VOUCHER_ALREADY_REDEEMED",
+					race.codes[k*raceContenders], o.code, o.why)
+			}
+		}
+		if winners != 1 {
+			return fmt.Errorf("race for voucher %s: %d winners, want exactly 1", race.codes[k*raceContenders], winners)
+		}
+	}
+	okCount += raceProbes
+	// The database: one redemption per request answered OK, no more, no less.
+	var rows, distinct, redeemed int64
+	if err := b.pool.QueryRow(ctx, `
+		SELECT count(*), count(DISTINCT voucher_code),
+		       (SELECT count(*) FROM vouchers WHERE programme_id = $1 AND status = 'redeemed')
+		  FROM redemptions WHERE programme_id = $1`, programme).Scan(&rows, &distinct, &redeemed); err != nil {
+		return err
+	}
+	if rows != int64(okCount) || distinct != rows || redeemed != rows {
+		return fmt.Errorf("exactly-once: %d requests answered OK but the database holds %d redemptions of %d vouchers, %d vouchers redeemed",
+			okCount, rows, distinct, redeemed)
+	}
+	b.res.addInfo("exactly-once: %d redemptions answered OK = %d rows in the database (%d refused, %d ambiguous resent); "+
+		"%d replays returned the recorded redemption; %d vouchers raced for by %d sites each had exactly one winner",
+		okCount, rows, refused, resolved, replays, raceProbes, raceContenders)
+	return nil
+}
