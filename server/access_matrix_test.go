@@ -30,6 +30,7 @@ import (
 
 	"github.com/passnum/passnum/internal/access"
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/orgs"
 	"github.com/passnum/passnum/internal/payouts"
 	"github.com/passnum/passnum/internal/programmes"
@@ -247,7 +248,7 @@ func (w *matrixWorld) take(pool *[]string, what string) string {
 	return v
 }
 
-func (w *matrixWorld) date(d time.Time) string { return programmes.FormatDate(d) }
+func (w *matrixWorld) date(d time.Time) string { return civil.FormatDate(d) }
 
 // newMatrixWorld builds the world through the domain services, on the lifecycle
 // environment's organisations (two funders, two distributors, two qualified sites), and
@@ -255,7 +256,7 @@ func (w *matrixWorld) date(d time.Time) string { return programmes.FormatDate(d)
 func newMatrixWorld(t *testing.T) *matrixWorld {
 	t.Helper()
 	e := newLCEnv(t, rate.Inf, 2)
-	w := &matrixWorld{lcEnv: e, cur: t, methods: declaredMethods(t), orgs: orgs.New(e.l), today: programmes.DateOf(time.Now())}
+	w := &matrixWorld{lcEnv: e, cur: t, methods: declaredMethods(t), orgs: orgs.New(e.l), today: civil.DateOf(time.Now())}
 	var err error
 	w.payouts, err = payouts.New(e.l, payouts.Config{})
 	w.must(err)

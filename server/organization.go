@@ -9,8 +9,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/orgs"
-	"github.com/passnum/passnum/internal/programmes"
 	pb "github.com/passnum/passnum/proto/passnum/v1"
 )
 
@@ -71,7 +71,7 @@ func organizationPB(o orgs.Organization) *pb.Organization {
 			ExternalId: st.ExternalID, LegalRepresentative: st.LegalRepresentative, Iban: st.IBAN, Bic: st.BIC,
 			Services: st.Services, Commune: st.Commune, CodePostal: st.CodePostal, CodeInsee: st.CodeINSEE,
 			Adresse: st.Adresse, Status: siteStatusesPB[st.Status],
-			ValidFrom: programmes.FormatDate(st.ValidFrom), ValidUntil: programmes.FormatDate(st.ValidUntil),
+			ValidFrom: civil.FormatDate(st.ValidFrom), ValidUntil: civil.FormatDate(st.ValidUntil),
 		}
 	}
 	return out

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
 	"github.com/passnum/passnum/internal/payouts"
 	pb "github.com/passnum/passnum/proto/passnum/v1"
@@ -65,7 +66,7 @@ func payoutOptionalDate(field, s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	return payouts.ParseDate(field, s)
+	return civil.ParseDate(field, s)
 }
 
 var statementStatuses = map[string]pb.StatementStatus{
@@ -87,14 +88,14 @@ func statementPB(st *payouts.Statement) *pb.Statement {
 		Id:              st.ID.String(),
 		Number:          st.Number,
 		SiteId:          st.Site.String(),
-		Cutoff:          payouts.FormatDate(st.Cutoff),
+		Cutoff:          civil.FormatDate(st.Cutoff),
 		Status:          statementStatuses[st.Status],
 		TotalCents:      st.TotalCents,
 		LineCount:       st.LineCount,
 		CreatedAt:       payoutTimestamp(st.CreatedAt),
 		ApprovedAt:      payoutTimestamp(st.ApprovedAt),
 		PaidAt:          payoutTimestamp(st.PaidAt),
-		PaidOn:          payouts.FormatDate(st.PaidOn),
+		PaidOn:          civil.FormatDate(st.PaidOn),
 		BankReference:   st.BankReference,
 		RejectionReason: st.RejectionReason,
 	}
@@ -107,7 +108,7 @@ func statementPB(st *payouts.Statement) *pb.Statement {
 			ProgrammeId: l.Programme.String(),
 			Service:     l.Service,
 			Minutes:     l.Minutes,
-			ServiceDate: payouts.FormatDate(l.ServiceDate),
+			ServiceDate: civil.FormatDate(l.ServiceDate),
 			AmountCents: l.AmountCents,
 		})
 	}
@@ -138,7 +139,7 @@ func (s *payoutServer) CreateStatements(ctx context.Context, req *pb.CreateState
 	if err != nil {
 		return nil, err
 	}
-	cutoff, err := payouts.ParseDate("cutoff", req.GetCutoff())
+	cutoff, err := civil.ParseDate("cutoff", req.GetCutoff())
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +195,7 @@ func (s *payoutServer) MarkStatementPaid(ctx context.Context, req *pb.MarkStatem
 	if err != nil {
 		return nil, err
 	}
-	paidOn, err := payouts.ParseDate("paid_on", req.GetPaidOn())
+	paidOn, err := civil.ParseDate("paid_on", req.GetPaidOn())
 	if err != nil {
 		return nil, err
 	}
@@ -293,7 +294,7 @@ func (s *payoutServer) ListExpiring(ctx context.Context, req *pb.ListExpiringReq
 		resp.Programmes[i] = &pb.ExpiringProgramme{
 			ProgrammeId:       e.Programme.String(),
 			Name:              e.Name,
-			ValidUntil:        payouts.FormatDate(e.ValidUntil),
+			ValidUntil:        civil.FormatDate(e.ValidUntil),
 			DaysLeft:          e.DaysLeft,
 			Warning:           e.Warning,
 			BooksIssued:       e.BooksIssued,

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
 	"github.com/passnum/passnum/internal/programmes"
 	"github.com/passnum/passnum/ledger"
@@ -69,7 +70,7 @@ func dateField(field, s string) (time.Time, error) {
 	if strings.TrimSpace(s) == "" {
 		return time.Time{}, fault.InvalidField(field, fmt.Sprintf("La date %s est obligatoire (AAAA-MM-JJ).", field))
 	}
-	return programmes.ParseDate(field, s)
+	return civil.ParseDate(field, s)
 }
 
 func ledgerRef(r programmes.LedgerRef) *pb.LedgerRef {
@@ -87,7 +88,7 @@ func uuidStrings(ids []uuid.UUID) []string {
 func programmePB(p *programmes.Programme) *pb.Programme {
 	out := &pb.Programme{
 		Id: p.ID.String(), Name: p.Name, FaceValueCents: p.FaceValueCents, VouchersPerBook: p.VouchersPerBook,
-		ValidFrom: programmes.FormatDate(p.ValidFrom), ValidUntil: programmes.FormatDate(p.ValidUntil),
+		ValidFrom: civil.FormatDate(p.ValidFrom), ValidUntil: civil.FormatDate(p.ValidUntil),
 		GraceDays: p.GraceDays, Territories: p.Territories, DistributorIds: uuidStrings(p.Distributors),
 		TargetPublicQuotaBps: p.TargetPublicQuotaBps, FeeBps: p.FeeBps, CreatedAt: timestamppb.New(p.CreatedAt),
 		BooksOrdered: p.BooksOrdered, Status: pb.ProgrammeStatus_PROGRAMME_STATUS_OPEN,
@@ -192,7 +193,7 @@ func (s *programmeServer) RecordFunding(ctx context.Context, req *pb.RecordFundi
 	return &pb.Funding{
 		Id: fd.ID.String(), ProgrammeId: fd.Programme.String(), FunderId: fd.Funder.String(),
 		AmountCents: fd.AmountCents, FeeCents: fd.FeeCents, BudgetCents: fd.BudgetCents,
-		BankReference: fd.BankReference, ReceivedOn: programmes.FormatDate(fd.ReceivedOn), Ledger: ledgerRef(fd.Ledger),
+		BankReference: fd.BankReference, ReceivedOn: civil.FormatDate(fd.ReceivedOn), Ledger: ledgerRef(fd.Ledger),
 	}, nil
 }
 

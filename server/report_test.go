@@ -21,8 +21,8 @@ import (
 
 	"github.com/passnum/passnum/internal/access"
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
-	"github.com/passnum/passnum/internal/programmes"
 	"github.com/passnum/passnum/internal/reports"
 	pb "github.com/passnum/passnum/proto/passnum/v1"
 )
@@ -137,7 +137,7 @@ func TestReportsOverGRPC(t *testing.T) {
 		return metadata.AppendToOutgoingContext(e.ctx, "authorization", "Bearer "+tok)
 	}
 	bySite := []pb.ReportDimension{pb.ReportDimension_REPORT_DIMENSION_SITE}
-	month := time.Now().In(programmes.Paris).Format("2006-01")
+	month := time.Now().In(civil.Paris).Format("2006-01")
 
 	resp, err := client.SpendReport(as(e.op), &pb.SpendReportRequest{ProgrammeId: prog.GetId(),
 		GroupBy: []pb.ReportDimension{pb.ReportDimension_REPORT_DIMENSION_SITE, pb.ReportDimension_REPORT_DIMENSION_MONTH}})

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
 	"github.com/passnum/passnum/internal/programmes"
 	pb "github.com/passnum/passnum/proto/passnum/v1"
@@ -103,8 +104,8 @@ var reversalReasons = map[pb.ReversalReason]string{
 func voucherPB(v *programmes.Voucher) *pb.Voucher {
 	out := &pb.Voucher{
 		Code: v.Code.String(), ProgrammeId: v.Programme.String(), BookNumber: v.Book, Status: voucherStatuses[v.Status],
-		FaceValueCents: v.FaceValueCents, ValidUntil: programmes.FormatDate(v.ValidUntil),
-		RedeemableUntil: programmes.FormatDate(v.RedeemableUntil), Territories: v.Territories,
+		FaceValueCents: v.FaceValueCents, ValidUntil: civil.FormatDate(v.ValidUntil),
+		RedeemableUntil: civil.FormatDate(v.RedeemableUntil), Territories: v.Territories,
 	}
 	if v.HeldBy != uuid.Nil {
 		out.HeldBy, out.HeldUntil = v.HeldBy.String(), timestamppb.New(v.HeldUntil)
@@ -159,7 +160,7 @@ func (s *voucherServer) RedeemVoucher(ctx context.Context, req *pb.RedeemVoucher
 	}
 	return &pb.Redemption{
 		Code: r.Code.String(), Round: r.Round, ProgrammeId: r.Programme.String(), SiteId: r.Site.String(),
-		Service: r.Service, Minutes: r.Minutes, ServiceDate: programmes.FormatDate(r.ServiceDate),
+		Service: r.Service, Minutes: r.Minutes, ServiceDate: civil.FormatDate(r.ServiceDate),
 		AmountCents: r.AmountCents, RedeemedAt: timestamppb.New(r.RedeemedAt), Ledger: ledgerRef(r.Ledger),
 	}, nil
 }

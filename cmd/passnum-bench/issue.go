@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -35,6 +36,9 @@ func (b *bench) issueScenario(ctx context.Context) error {
 	if err := b.checkpoint(ctx); err != nil {
 		return err
 	}
+	if _, err := b.statementCosts(ctx, 0); err != nil {
+		return err
+	}
 	b.log.Info("issuance: OrderBooks through the API", "books", b.o.issueBooks, "vouchers", vouchers)
 	began := time.Now()
 	order, err := b.orderBooks(ctx, w, prog, "bench-order-issue", b.o.issueBooks)
@@ -46,6 +50,13 @@ func (b *bench) issueScenario(ctx context.Context) error {
 		return fmt.Errorf("OrderBooks issued %d vouchers, want %d", order.GetVouchers(), vouchers)
 	}
 	b.log.Info("issuance: OrderBooks done", "took", orderTook.Round(time.Millisecond))
+	statements, err := b.statementCosts(ctx, 8)
+	if err != nil {
+		return err
+	}
+	if len(statements) > 0 {
+		b.res.addInfo("statements of OrderBooks, by total time (pg_stat_statements):\n    %s", strings.Join(statements, "\n    "))
+	}
 
 	if err := b.checkpoint(ctx); err != nil {
 		return err

@@ -12,8 +12,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/orgs"
-	"github.com/passnum/passnum/internal/programmes"
 	pb "github.com/passnum/passnum/proto/passnum/v1"
 )
 
@@ -49,7 +49,7 @@ type site struct {
 func (b *bench) seedOrgs(ctx context.Context, n int) (*world, error) {
 	a := b.api
 	op := as(ctx, a.operatorToken)
-	today := programmes.DateOf(time.Now())
+	today := civil.DateOf(time.Now())
 	w := &world{today: today, validFrom: today.AddDate(0, -2, 0), validUntil: today.AddDate(0, 10, 0)}
 	funder, err := a.orgs[0].CreateOrganization(op, &pb.CreateOrganizationRequest{
 		IdempotencyKey: "bench-funder", Kind: pb.OrganizationKind_ORGANIZATION_KIND_FUNDER,
@@ -100,7 +100,7 @@ func (b *bench) seedOrgs(ctx context.Context, n int) (*world, error) {
 				}
 				if _, err := orgsClient.QualifySite(op, &pb.QualifySiteRequest{
 					IdempotencyKey: "bench-qualify-" + strconv.Itoa(i), SiteId: o.GetId(),
-					ValidFrom: programmes.FormatDate(w.validFrom), ValidUntil: programmes.FormatDate(w.validUntil),
+					ValidFrom: civil.FormatDate(w.validFrom), ValidUntil: civil.FormatDate(w.validUntil),
 					LegalRepresentative: "Camille Martin"}); err != nil {
 					return fmt.Errorf("qualify site %d: %w", i, err)
 				}
@@ -131,7 +131,7 @@ func (b *bench) createFundedProgramme(ctx context.Context, w *world, name string
 	p, err := a.progs[0].CreateProgramme(op, &pb.CreateProgrammeRequest{
 		IdempotencyKey: "bench-programme-" + name, Name: name,
 		Funders:   []*pb.ProgrammeFunder{{FunderId: w.funder.String(), ShareBps: 10000}},
-		ValidFrom: programmes.FormatDate(w.validFrom), ValidUntil: programmes.FormatDate(w.validUntil),
+		ValidFrom: civil.FormatDate(w.validFrom), ValidUntil: civil.FormatDate(w.validUntil),
 		Territories: []string{territory}, DistributorIds: []string{w.distributor.String()}, FeeBps: feeBps,
 		FaceValueCents: faceValue, VouchersPerBook: perBook})
 	if err != nil {
@@ -142,7 +142,7 @@ func (b *bench) createFundedProgramme(ctx context.Context, w *world, name string
 	amount := (budget*(10000+feeBps)+9999)/10000 + 1
 	if _, err := a.progs[0].RecordFunding(op, &pb.RecordFundingRequest{
 		IdempotencyKey: "bench-funding-" + name, ProgrammeId: p.GetId(), FunderId: w.funder.String(),
-		AmountCents: amount, BankReference: "VIR-BENCH-" + name, ReceivedOn: programmes.FormatDate(w.validFrom)}); err != nil {
+		AmountCents: amount, BankReference: "VIR-BENCH-" + name, ReceivedOn: civil.FormatDate(w.validFrom)}); err != nil {
 		return "", fmt.Errorf("fund programme %s: %w", name, err)
 	}
 	return p.GetId(), nil

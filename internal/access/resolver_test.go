@@ -13,6 +13,7 @@ import (
 
 	"github.com/passnum/passnum/internal/access"
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
 	"github.com/passnum/passnum/internal/orgs"
 	"github.com/passnum/passnum/internal/programmes"
@@ -70,7 +71,7 @@ func TestResolver(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := progs.RecordFunding(ctx, op, "fund", programmes.FundingSpec{Programme: prog.ID, Funder: state,
-		AmountCents: 1_000_000, BankReference: "VIR-1", ReceivedOn: programmes.DateOf(time.Now())}); err != nil {
+		AmountCents: 1_000_000, BankReference: "VIR-1", ReceivedOn: civil.DateOf(time.Now())}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := progs.OrderBooks(ctx, op, "order", programmes.OrderSpec{Programme: prog.ID, Distributor: caf, Books: 2}); err != nil {

@@ -2,10 +2,10 @@ package orgs
 
 import (
 	"time"
-	_ "time/tzdata" // Europe/Paris even where the system has no zoneinfo
 
 	"github.com/google/uuid"
 
+	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/ledger"
 )
 
@@ -89,24 +89,13 @@ func New(l *ledger.Ledger) *Service {
 	return &Service{ledger: l, now: time.Now}
 }
 
-// paris is the time zone of the programme's civil dates.
-var paris = mustLoadParis()
-
-func mustLoadParis() *time.Location {
-	loc, err := time.LoadLocation("Europe/Paris")
-	if err != nil {
-		panic("orgs: load Europe/Paris time zone: " + err.Error())
-	}
-	return loc
-}
-
-// civil returns t's calendar date (in t's own location) at UTC midnight.
-func civil(t time.Time) time.Time {
+// dateOnly returns t's calendar date (in t's own location) at UTC midnight.
+func dateOnly(t time.Time) time.Time {
 	y, m, d := t.Date()
 	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
 }
 
 // today is the current civil date in Paris.
 func (s *Service) today() time.Time {
-	return civil(s.now().In(paris))
+	return civil.DateOf(s.now())
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
 	"github.com/passnum/passnum/internal/testdb"
 	"github.com/passnum/passnum/ledger"
@@ -59,7 +60,7 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	db := testdb.New(t)
 	svc := New(ledger.New(db.App, nil))
-	svc.now = func() time.Time { return time.Date(2026, 3, 15, 10, 0, 0, 0, paris) }
+	svc.now = func() time.Time { return time.Date(2026, 3, 15, 10, 0, 0, 0, civil.Paris) }
 	e := &env{db: db, svc: svc, operator: auth.Principal{Subject: "op", Org: uuid.New(), Role: auth.RoleOperator}}
 	if _, err := svc.EnsureOperator(context.Background(), e.operator.Org, "Opérateur passnum"); err != nil {
 		t.Fatal(err)
@@ -581,7 +582,7 @@ func TestSiteForRedemption(t *testing.T) {
 	}{
 		{date("2025-12-31"), false},
 		{date("2026-01-01"), true},
-		{time.Date(2026, 12, 31, 23, 59, 0, 0, paris), true},
+		{time.Date(2026, 12, 31, 23, 59, 0, 0, civil.Paris), true},
 		{date("2027-01-01"), false},
 	} {
 		if got := info.QualifiedOn(tc.on); got != tc.want {

@@ -87,7 +87,7 @@ func dateOf(d pgtype.Date) time.Time {
 	if !d.Valid {
 		return time.Time{}
 	}
-	return civil(d.Time)
+	return dateOnly(d.Time)
 }
 
 func notFound(id uuid.UUID) error {
@@ -263,7 +263,7 @@ func (si SiteInfo) QualifiedOn(date time.Time) bool {
 	if si.Status != StatusQualified || si.ValidFrom.IsZero() || si.ValidUntil.IsZero() {
 		return false
 	}
-	d := civil(date)
+	d := dateOnly(date)
 	return !d.Before(si.ValidFrom) && !d.After(si.ValidUntil)
 }
 

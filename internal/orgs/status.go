@@ -75,7 +75,7 @@ func (s *Service) QualifySite(ctx context.Context, actor auth.Principal, key str
 		return Organization{}, fault.New(fault.Invalid, "LABEL_PERIOD_REQUIRED",
 			"Indiquez les dates de début et de fin de validité du label du lieu.", "field", "valid_from")
 	}
-	q.ValidFrom, q.ValidUntil = civil(q.ValidFrom), civil(q.ValidUntil)
+	q.ValidFrom, q.ValidUntil = dateOnly(q.ValidFrom), dateOnly(q.ValidUntil)
 	if q.ValidUntil.Before(q.ValidFrom) {
 		return Organization{}, fault.New(fault.Invalid, "LABEL_PERIOD_INVALID",
 			"La fin de validité du label doit être le même jour que son début ou après.", "field", "valid_until")

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
 	"github.com/passnum/passnum/internal/frtext"
 	"github.com/passnum/passnum/ledger"
@@ -179,7 +180,7 @@ func (s *Service) expire(ctx context.Context, tx pgx.Tx, by uuid.UUID, key strin
 			fmt.Sprintf("Le programme ne peut être clôturé qu'à partir du %s : ses chèques restent utilisables jusqu'au %s "+
 				"(fin de validité le %s, plus %d jours de délai de grâce).",
 				frtext.Date(expirableFrom), frtext.Date(expirableFrom.AddDate(0, 0, -1)), frtext.Date(validUntil), grace),
-			"programme_id", programme.String(), "expirable_from", FormatDate(expirableFrom))
+			"programme_id", programme.String(), "expirable_from", civil.FormatDate(expirableFrom))
 	}
 
 	// The chain head is locked by every ledger write of the programme: holding it, the

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/payouts"
 	"github.com/passnum/passnum/internal/programmes"
 	"github.com/passnum/passnum/ledger"
@@ -292,7 +293,7 @@ func TestListExpiring(t *testing.T) {
 	w.redeem(bs[0].codes[1], site, "2026-11-21")
 
 	w.clock.set("2026-12-01")
-	got, err := w.svc.ListExpiring(w.ctx, w.operator, payouts.DateOf(w.clock.now()))
+	got, err := w.svc.ListExpiring(w.ctx, w.operator, civil.DateOf(w.clock.now()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +315,7 @@ func TestListExpiring(t *testing.T) {
 
 	// A funder sees its own programmes; a distributor those it distributes.
 	asF2 := auth.Principal{Subject: "f2", Org: f2, Role: auth.RoleFunder}
-	mine, err := w.svc.ListExpiring(w.ctx, asF2, payouts.DateOf(w.clock.now()))
+	mine, err := w.svc.ListExpiring(w.ctx, asF2, civil.DateOf(w.clock.now()))
 	if err != nil || len(mine) != 1 || mine[0].Name != "J+15" {
 		t.Fatalf("funder f2: %v %+v", err, mine)
 	}

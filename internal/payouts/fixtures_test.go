@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/orgs"
 	"github.com/passnum/passnum/internal/payouts"
 	"github.com/passnum/passnum/internal/programmes"
@@ -52,7 +53,7 @@ func date(s string) time.Time {
 
 func noon(day string) time.Time {
 	d := date(day)
-	return time.Date(d.Year(), d.Month(), d.Day(), 12, 0, 0, 0, payouts.Paris)
+	return time.Date(d.Year(), d.Month(), d.Day(), 12, 0, 0, 0, civil.Paris)
 }
 
 // world is a test database where organisations, programmes, books, redemptions and
@@ -189,7 +190,7 @@ func (w *world) programme(name string, face int64, perBook int32, validUntil str
 func (w *world) fund(p *programme, funder uuid.UUID, amount int64) int64 {
 	w.t.Helper()
 	f, err := w.progs.RecordFunding(w.ctx, w.operator, w.key(), programmes.FundingSpec{Programme: p.id, Funder: funder,
-		AmountCents: amount, BankReference: "VIR-" + uuid.NewString()[:8], ReceivedOn: payouts.DateOf(w.clock.now())})
+		AmountCents: amount, BankReference: "VIR-" + uuid.NewString()[:8], ReceivedOn: civil.DateOf(w.clock.now())})
 	w.must(err)
 	return f.FeeCents
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
 	"github.com/passnum/passnum/internal/frtext"
 	"github.com/passnum/passnum/internal/sepa"
@@ -38,7 +39,7 @@ func (s *Service) ExportPaymentFile(ctx context.Context, p auth.Principal, ids [
 		return nil, err
 	}
 	now := s.now()
-	today := DateOf(now)
+	today := civil.DateOf(now)
 	if executionDate.IsZero() {
 		executionDate = today
 	}
@@ -119,7 +120,7 @@ func (s *Service) exportPaymentFile(ctx context.Context, tx pgx.Tx, by uuid.UUID
 	}
 	pay := sepa.Payment{
 		MessageID:     msgID,
-		CreatedAt:     now.In(Paris),
+		CreatedAt:     now.In(civil.Paris),
 		ExecutionDate: executionDate,
 		Debtor:        sepa.Party{Name: s.debtor.name, IBAN: s.debtor.iban, BIC: s.debtor.bic},
 	}

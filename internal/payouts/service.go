@@ -7,26 +7,16 @@ import (
 	"os"
 	"strings"
 	"time"
-	_ "time/tzdata" // Europe/Paris must resolve on hosts without a zoneinfo database
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
 	"github.com/passnum/passnum/internal/ident"
 	"github.com/passnum/passnum/ledger"
 )
-
-// Paris is the time zone of civil dates (cut-offs, service dates, validity) and of the
-// times shown to people.
-var Paris = func() *time.Location {
-	loc, err := time.LoadLocation("Europe/Paris")
-	if err != nil {
-		panic(fmt.Sprintf("payouts: load Europe/Paris: %v", err))
-	}
-	return loc
-}()
 
 // Environment variables read by ConfigFromEnv: the account that pays the sites.
 const (
@@ -105,37 +95,12 @@ func New(l *ledger.Ledger, cfg Config) (*Service, error) {
 }
 
 // today is the current civil date in Paris.
-func (s *Service) today() time.Time { return DateOf(s.now()) }
-
-// DateOf is the civil date (in Paris) of an instant, as midnight UTC: the way PostgreSQL
-// dates are read and written.
-func DateOf(t time.Time) time.Time {
-	y, m, d := t.In(Paris).Date()
-	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
-}
+func (s *Service) today() time.Time { return civil.DateOf(s.now()) }
 
 // midnightParis is the instant a civil date starts in Paris.
 func midnightParis(d time.Time) time.Time {
 	y, m, day := d.Date()
-	return time.Date(y, m, day, 0, 0, 0, 0, Paris)
-}
-
-// ParseDate reads a calendar date "YYYY-MM-DD" given in field; the fault names the field.
-func ParseDate(field, s string) (time.Time, error) {
-	t, err := time.Parse(time.DateOnly, strings.TrimSpace(s))
-	if err != nil {
-		return time.Time{}, fault.InvalidField(field,
-			fmt.Sprintf("La date « %s » n'est pas valide : écrivez-la AAAA-MM-JJ, par exemple 2026-11-30.", s))
-	}
-	return t, nil
-}
-
-// FormatDate writes a civil date as "YYYY-MM-DD" ("" for the zero time).
-func FormatDate(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.Format(time.DateOnly)
+	return time.Date(y, m, day, 0, 0, 0, 0, civil.Paris)
 }
 
 // LedgerRef names a ledger transaction an operation wrote.

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
 	"github.com/passnum/passnum/internal/frtext"
 	"github.com/passnum/passnum/internal/vcode"
@@ -139,10 +140,10 @@ func (s *Service) CreateStatements(ctx context.Context, p auth.Principal, key st
 	if today := s.today(); cutoff.After(today) {
 		return nil, fault.New(fault.Invalid, "CUTOFF_IN_FUTURE",
 			fmt.Sprintf("La date d'arrêté (%s) ne peut pas être après aujourd'hui (%s).", frtext.Date(cutoff), frtext.Date(today)),
-			"field", "cutoff", "cutoff", FormatDate(cutoff))
+			"field", "cutoff", "cutoff", civil.FormatDate(cutoff))
 	}
 	op := ledger.Op{Name: "payouts.CreateStatements", Org: p.Org, Key: key,
-		Request: struct{ Cutoff string }{FormatDate(cutoff)}}
+		Request: struct{ Cutoff string }{civil.FormatDate(cutoff)}}
 	return ledger.Do(ctx, s.l, op, func(ctx context.Context, tx pgx.Tx, _ []byte) ([]Statement, error) {
 		return createStatements(ctx, tx, p.Org, cutoff)
 	})
@@ -458,7 +459,7 @@ func (s *Service) MarkStatementPaid(ctx context.Context, p auth.Principal, key s
 			ID            uuid.UUID
 			BankReference string
 			PaidOn        string
-		}{id, bankReference, FormatDate(paidOn)}}
+		}{id, bankReference, civil.FormatDate(paidOn)}}
 	return ledger.Do(ctx, s.l, op, func(ctx context.Context, tx pgx.Tx, reqHash []byte) (Statement, error) {
 		st, err := lockStatement(ctx, tx, id)
 		if err != nil {

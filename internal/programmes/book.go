@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
 	"github.com/passnum/passnum/internal/frtext"
 	"github.com/passnum/passnum/internal/vcode"
@@ -290,7 +291,7 @@ func notFunded(books int32, needed, available int64) error {
 func validityEnded(validUntil time.Time) error {
 	return fault.New(fault.FailedPrecondition, "PROGRAMME_VALIDITY_ENDED",
 		fmt.Sprintf("La période de validité du programme est terminée depuis le %s.", frtext.Date(validUntil)),
-		"valid_until", FormatDate(validUntil))
+		"valid_until", civil.FormatDate(validUntil))
 }
 
 func bookNotFound(ref BookRef) error {

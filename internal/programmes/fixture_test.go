@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
 	"github.com/passnum/passnum/internal/orgs"
 	"github.com/passnum/passnum/internal/testdb"
@@ -195,7 +196,7 @@ func (f *fixture) programme(sp ProgrammeSpec) *Programme {
 func (f *fixture) fund(p *Programme, funder auth.Principal, amount int64) *Funding {
 	f.t.Helper()
 	fd, err := f.svc.RecordFunding(f.ctx, f.op, key(), FundingSpec{Programme: p.ID, Funder: funder.Org,
-		AmountCents: amount, BankReference: "VIR-" + uuid.NewString()[:8], ReceivedOn: DateOf(f.clock.Now())})
+		AmountCents: amount, BankReference: "VIR-" + uuid.NewString()[:8], ReceivedOn: civil.DateOf(f.clock.Now())})
 	f.must(err)
 	return fd
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
 	"github.com/passnum/passnum/internal/ident"
 	"github.com/passnum/passnum/ledger"
@@ -476,10 +477,10 @@ func (s *Service) recordFunding(ctx context.Context, tx pgx.Tx, p auth.Principal
 	}
 	posted, err := s.l.Post(ctx, tx, ledger.Entry{
 		Programme: sp.Programme, Kind: ledger.KindFunding, Org: p.Org,
-		EffectiveAt:    time.Date(sp.ReceivedOn.Year(), sp.ReceivedOn.Month(), sp.ReceivedOn.Day(), 0, 0, 0, 0, Paris),
+		EffectiveAt:    time.Date(sp.ReceivedOn.Year(), sp.ReceivedOn.Month(), sp.ReceivedOn.Day(), 0, 0, 0, 0, civil.Paris),
 		IdempotencyKey: key, RequestHash: reqHash,
 		Metadata: map[string]string{"funding_id": id.String(), "funder_id": sp.Funder.String(),
-			"bank_reference": sp.BankReference, "received_on": FormatDate(sp.ReceivedOn)},
+			"bank_reference": sp.BankReference, "received_on": civil.FormatDate(sp.ReceivedOn)},
 		Postings: postings,
 	})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
 	"github.com/passnum/passnum/internal/orgs"
 	"github.com/passnum/passnum/internal/vcode"
@@ -91,7 +92,7 @@ func TestLifecycle(t *testing.T) {
 	red, err := f.svc.RedeemVoucher(f.ctx, site, k, RedeemSpec{Code: code, Service: "aide aux  démarches administratives", Minutes: 90})
 	f.must(err)
 	if red.Round != 1 || red.AmountCents != 1000 || red.Site != site.Org || red.Service != services[0] ||
-		!red.ServiceDate.Equal(DateOf(f.clock.Now())) || red.Ledger.Seq == 0 {
+		!red.ServiceDate.Equal(civil.DateOf(f.clock.Now())) || red.Ledger.Seq == 0 {
 		t.Fatalf("redemption: %+v", red)
 	}
 	again, err := f.svc.RedeemVoucher(f.ctx, site, k, RedeemSpec{Code: code, Service: "aide aux  démarches administratives", Minutes: 90})
@@ -212,7 +213,7 @@ func TestFundingRefusals(t *testing.T) {
 		BankReference: "X", ReceivedOn: fd.ReceivedOn})
 	wantFault(t, err, "FUNDER_NOT_IN_PROGRAMME")
 	_, err = f.svc.RecordFunding(f.ctx, f.op, key(), FundingSpec{Programme: p.ID, Funder: f.state.Org, AmountCents: 10,
-		BankReference: "Y", ReceivedOn: DateOf(f.clock.Now()).AddDate(0, 0, 1)})
+		BankReference: "Y", ReceivedOn: civil.DateOf(f.clock.Now()).AddDate(0, 0, 1)})
 	wantFault(t, err, "INVALID_RECEIVED_ON")
 	_, err = f.svc.RecordFunding(f.ctx, f.state, key(), FundingSpec{Programme: p.ID, Funder: f.state.Org, AmountCents: 10,
 		BankReference: "Z", ReceivedOn: fd.ReceivedOn})
@@ -366,7 +367,7 @@ func TestRedeemRefusals(t *testing.T) {
 	f.must(err)
 	unknown, err := vcode.New()
 	f.must(err)
-	today := DateOf(f.clock.Now())
+	today := civil.DateOf(f.clock.Now())
 	okCode := book.Codes[2].String()
 	typo := []byte(okCode)
 	typo[3] = map[bool]byte{true: 'A', false: 'B'}[typo[3] != 'A']
@@ -581,7 +582,7 @@ func TestBatchFallback(t *testing.T) {
 	var items []*redeemItem
 	for i, k := range keys {
 		items = append(items, &redeemItem{ctx: f.ctx, org: f.sites[0].Org, key: k, hash: make([]byte, 32),
-			code: book.Codes[i], service: services[0], minutes: 60, date: DateOf(f.clock.Now()), done: make(chan struct{})})
+			code: book.Codes[i], service: services[0], minutes: 60, date: civil.DateOf(f.clock.Now()), done: make(chan struct{})})
 	}
 	f.svc.redeemer.execute(items)
 	for i, it := range items {
@@ -604,7 +605,7 @@ func TestBatchUnknownSite(t *testing.T) {
 	var items []*redeemItem
 	for i, org := range []uuid.UUID{f.sites[0].Org, uuid.New(), f.sites[1].Org} {
 		items = append(items, &redeemItem{ctx: f.ctx, org: org, key: key(), hash: make([]byte, 32),
-			code: book.Codes[i], service: services[0], minutes: 60, date: DateOf(f.clock.Now()), done: make(chan struct{})})
+			code: book.Codes[i], service: services[0], minutes: 60, date: civil.DateOf(f.clock.Now()), done: make(chan struct{})})
 	}
 	f.svc.redeemer.execute(items)
 	f.must(items[0].err)
@@ -624,7 +625,7 @@ func TestBatchSameVoucher(t *testing.T) {
 	var items []*redeemItem
 	for _, s := range f.sites[:2] {
 		items = append(items, &redeemItem{ctx: f.ctx, org: s.Org, key: key(), hash: make([]byte, 32),
-			code: book.Codes[0], service: services[0], minutes: 60, date: DateOf(f.clock.Now()), done: make(chan struct{})})
+			code: book.Codes[0], service: services[0], minutes: 60, date: civil.DateOf(f.clock.Now()), done: make(chan struct{})})
 	}
 	f.svc.redeemer.execute(items)
 	f.must(items[0].err)

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
 	"github.com/passnum/passnum/internal/orgs"
 	"github.com/passnum/passnum/internal/vcode"
@@ -102,7 +103,7 @@ func (s *Service) RedeemVoucher(ctx context.Context, p auth.Principal, key strin
 		Service     string `json:"service"`
 		Minutes     int32  `json:"minutes"`
 		ServiceDate string `json:"service_date"`
-	}{int64(c), spec.Service, spec.Minutes, FormatDate(spec.ServiceDate)})
+	}{int64(c), spec.Service, spec.Minutes, civil.FormatDate(spec.ServiceDate)})
 	if err != nil {
 		return nil, err
 	}
@@ -319,7 +320,7 @@ func (s *Service) redeemBatch(ctx context.Context, tx pgx.Tx, items []*redeemIte
 			ID: txID, Programme: r.Programme, Kind: ledger.KindRedemption, Org: r.Site,
 			IdempotencyKey: it.key, RequestHash: it.hash,
 			Metadata: map[string]string{"code": r.Code.String(), "round": strconv.Itoa(int(r.Round)),
-				"service_date": FormatDate(r.ServiceDate), "minutes": strconv.Itoa(int(r.Minutes))},
+				"service_date": civil.FormatDate(r.ServiceDate), "minutes": strconv.Itoa(int(r.Minutes))},
 			Postings: ledger.Move(ledger.AccountRef{Programme: r.Programme, Kind: ledger.Outstanding},
 				ledger.AccountRef{Programme: r.Programme, Kind: ledger.SitePayable, Owner: r.Site}, r.AmountCents),
 		}

@@ -3,30 +3,18 @@ package programmes
 import (
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"log/slog"
-	"strings"
 	"time"
-	_ "time/tzdata" // Europe/Paris must resolve on hosts without a zoneinfo database
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
 	"github.com/passnum/passnum/internal/vcode"
 	"github.com/passnum/passnum/ledger"
 )
-
-// Paris is the time zone of the programme's civil dates (validity, service dates) and of the
-// times shown to people.
-var Paris = func() *time.Location {
-	loc, err := time.LoadLocation("Europe/Paris")
-	if err != nil {
-		panic(fmt.Sprintf("programmes: load Europe/Paris: %v", err))
-	}
-	return loc
-}()
 
 // Options configures a Service; zero values take the defaults.
 type Options struct {
@@ -68,35 +56,10 @@ func New(l *ledger.Ledger, opts Options) *Service {
 func (s *Service) Close() { s.redeemer.close() }
 
 // today is the current civil date in Paris.
-func (s *Service) today() time.Time { return DateOf(s.now()) }
-
-// DateOf is the civil date (in Paris) of an instant, as midnight UTC: the way PostgreSQL
-// dates are read and written.
-func DateOf(t time.Time) time.Time {
-	y, m, d := t.In(Paris).Date()
-	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
-}
-
-// ParseDate reads a calendar date "YYYY-MM-DD" given in field; the fault names the field.
-func ParseDate(field, s string) (time.Time, error) {
-	t, err := time.Parse(time.DateOnly, strings.TrimSpace(s))
-	if err != nil {
-		return time.Time{}, fault.InvalidField(field,
-			fmt.Sprintf("La date « %s » n'est pas valide : écrivez-la AAAA-MM-JJ, par exemple 2026-12-31.", s))
-	}
-	return t, nil
-}
-
-// FormatDate writes a civil date as "YYYY-MM-DD" ("" for the zero time).
-func FormatDate(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.Format(time.DateOnly)
-}
+func (s *Service) today() time.Time { return civil.DateOf(s.now()) }
 
 // frTime writes an instant for people, in Paris: 22/11/2026 à 10 h 32.
-func frTime(t time.Time) string { return t.In(Paris).Format("02/01/2006 à 15 h 04") }
+func frTime(t time.Time) string { return t.In(civil.Paris).Format("02/01/2006 à 15 h 04") }
 
 // LedgerRef names the ledger transaction an operation wrote.
 type LedgerRef struct {

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
 	"github.com/passnum/passnum/internal/frtext"
 	"github.com/passnum/passnum/internal/orgs"
@@ -88,7 +89,7 @@ func (v *voucherRow) view(now time.Time) *Voucher {
 	out := &Voucher{Code: v.code, Programme: v.programme, Book: v.book, Status: v.status, FaceValueCents: v.faceValue,
 		ValidUntil: v.validUntil, RedeemableUntil: v.redeemableUntil(), Territories: v.territories}
 	if (v.status == VoucherAvailable || v.status == VoucherInStock) &&
-		(v.progStatus == ProgrammeExpired || DateOf(now).After(out.RedeemableUntil)) {
+		(v.progStatus == ProgrammeExpired || civil.DateOf(now).After(out.RedeemableUntil)) {
 		out.Status = VoucherExpired
 	}
 	if v.heldBy != nil && v.heldUntil != nil && v.heldUntil.After(now) && out.Status == VoucherAvailable {
@@ -210,7 +211,7 @@ func siteNotQualified(site *orgs.SiteInfo, date time.Time) error {
 	return fault.New(fault.FailedPrecondition, "SITE_NOT_QUALIFIED",
 		fmt.Sprintf("Votre lieu ne peut pas encaisser de chèques pour un service rendu le %s : %s. "+
 			"Contactez l'opérateur du Pass numérique.", frtext.Date(date), why),
-		"site_id", site.ID.String(), "site_status", string(site.Status), "service_date", FormatDate(date))
+		"site_id", site.ID.String(), "site_status", string(site.Status), "service_date", civil.FormatDate(date))
 }
 
 func serviceNotInCatalogue(site *orgs.SiteInfo, service string) error {
@@ -238,14 +239,14 @@ func notActive(code vcode.Code, status string) error {
 func expired(code vcode.Code, until time.Time) error {
 	return fault.New(fault.FailedPrecondition, "VOUCHER_EXPIRED",
 		fmt.Sprintf("Ce chèque n'est plus valable : il pouvait être encaissé jusqu'au %s.", frtext.Date(until)),
-		"code", code.String(), "redeemable_until", FormatDate(until))
+		"code", code.String(), "redeemable_until", civil.FormatDate(until))
 }
 
 func servedAfterValidity(code vcode.Code, date, validUntil time.Time) error {
 	return fault.New(fault.FailedPrecondition, "VOUCHER_EXPIRED",
 		fmt.Sprintf("Ce chèque n'était plus valable le %s, date du service : il couvrait les services rendus jusqu'au %s.",
 			frtext.Date(date), frtext.Date(validUntil)),
-		"code", code.String(), "valid_until", FormatDate(validUntil), "service_date", FormatDate(date))
+		"code", code.String(), "valid_until", civil.FormatDate(validUntil), "service_date", civil.FormatDate(date))
 }
 
 func outOfTerritory(code vcode.Code, site *orgs.SiteInfo, territories []string) error {
@@ -258,14 +259,14 @@ func outOfTerritory(code vcode.Code, site *orgs.SiteInfo, territories []string) 
 func heldElsewhere(code vcode.Code, until time.Time) error {
 	return fault.New(fault.FailedPrecondition, "VOUCHER_HELD",
 		fmt.Sprintf("Ce chèque est réservé par un autre lieu jusqu'à %s. Réessayez après cette heure.",
-			until.In(Paris).Format("15 h 04")),
+			until.In(civil.Paris).Format("15 h 04")),
 		"code", code.String(), "held_until", until.UTC().Format(time.RFC3339))
 }
 
 func beforeHandOut(code vcode.Code, date, handedOut time.Time) error {
 	return fault.New(fault.Invalid, "SERVICE_DATE_BEFORE_HAND_OUT",
 		fmt.Sprintf("La date du service (%s) précède la remise du chéquier au bénéficiaire (%s) : vérifiez la date.",
-			frtext.Date(date), frtext.Date(DateOf(handedOut))),
+			frtext.Date(date), frtext.Date(civil.DateOf(handedOut))),
 		"field", "service_date", "code", code.String())
 }
 
@@ -280,7 +281,7 @@ func voucherRefusal(site *orgs.SiteInfo, v *voucherRow, serviceDate, now time.Ti
 	case VoucherExpired:
 		return expired(v.code, v.redeemableUntil())
 	}
-	if v.progStatus == ProgrammeExpired || DateOf(now).After(v.redeemableUntil()) {
+	if v.progStatus == ProgrammeExpired || civil.DateOf(now).After(v.redeemableUntil()) {
 		return expired(v.code, v.redeemableUntil())
 	}
 	if !serviceDate.IsZero() && serviceDate.After(v.validUntil) {
@@ -292,7 +293,7 @@ func voucherRefusal(site *orgs.SiteInfo, v *voucherRow, serviceDate, now time.Ti
 	if v.heldByOther(site.ID, now) {
 		return heldElsewhere(v.code, *v.heldUntil)
 	}
-	if !serviceDate.IsZero() && v.handedOutAt != nil && serviceDate.Before(DateOf(*v.handedOutAt)) {
+	if !serviceDate.IsZero() && v.handedOutAt != nil && serviceDate.Before(civil.DateOf(*v.handedOutAt)) {
 		return beforeHandOut(v.code, serviceDate, *v.handedOutAt)
 	}
 	return nil
@@ -361,7 +362,7 @@ func (s *Service) HoldVoucher(ctx context.Context, p auth.Principal, key string,
 	op := ledger.Op{Name: "HoldVoucher", Org: p.Org, Key: key, Request: req}
 	return ledger.Do(ctx, s.l, op, func(ctx context.Context, tx pgx.Tx, _ []byte) (*Voucher, error) {
 		now := s.now().UTC().Truncate(time.Microsecond)
-		today := DateOf(now)
+		today := civil.DateOf(now)
 		if !site.QualifiedOn(today) {
 			return nil, siteNotQualified(site, today)
 		}

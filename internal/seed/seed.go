@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/orgs"
 	"github.com/passnum/passnum/internal/programmes"
 )
@@ -55,7 +56,7 @@ func Demo(ctx context.Context, o *orgs.Service, p *programmes.Service, operator 
 	if _, err := o.EnsureOperator(ctx, operator, "Opérateur Pass numérique"); err != nil {
 		return d, fmt.Errorf("seed operator: %w", err)
 	}
-	year := time.Now().In(programmes.Paris).Year()
+	year := time.Now().In(civil.Paris).Year()
 	k := func(step string) string { return "seed-" + strconv.Itoa(year) + "-" + step }
 	op := auth.Principal{Subject: "seed", Org: operator, Role: auth.RoleOperator}
 
