@@ -26,6 +26,7 @@ import (
 
 	"github.com/passnum/passnum/internal/access"
 	"github.com/passnum/passnum/internal/auth"
+	"github.com/passnum/passnum/internal/ident"
 	"github.com/passnum/passnum/internal/orgs"
 	"github.com/passnum/passnum/internal/programmes"
 	"github.com/passnum/passnum/internal/testdb"
@@ -569,23 +570,7 @@ func TestSiteLimitsSweep(t *testing.T) {
 // lcSIRET is a Luhn-valid SIRET derived from n.
 func lcSIRET(n int64) string {
 	body := fmt.Sprintf("7%012d", n%1_000_000_000_000)
-	for d := 0; d <= 9; d++ {
-		s := body + strconv.Itoa(d)
-		sum := 0
-		for i := range 14 {
-			v := int(s[13-i] - '0')
-			if i%2 == 1 {
-				if v *= 2; v > 9 {
-					v -= 9
-				}
-			}
-			sum += v
-		}
-		if sum%10 == 0 {
-			return s
-		}
-	}
-	panic("unreachable")
+	return ident.CompleteSIRET(body)
 }
 
 // lcIBAN is a valid French IBAN (RIB key and check digits) whose account number is n.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/passnum/passnum/internal/auth"
 	"github.com/passnum/passnum/internal/civil"
+	"github.com/passnum/passnum/internal/ident"
 	"github.com/passnum/passnum/internal/orgs"
 	pb "github.com/passnum/passnum/proto/passnum/v1"
 )
@@ -226,21 +227,5 @@ func (s *supply) take(n int) []string {
 // check digit.
 func siret(siren int) string {
 	body := fmt.Sprintf("%09d0001", siren)
-	for c := byte('0'); c <= '9'; c++ {
-		s := body + string(c)
-		sum := 0
-		for i := range len(s) {
-			v := int(s[len(s)-1-i] - '0')
-			if i%2 == 1 {
-				if v *= 2; v > 9 {
-					v -= 9
-				}
-			}
-			sum += v
-		}
-		if sum%10 == 0 {
-			return s
-		}
-	}
-	panic("unreachable: one check digit always fits")
+	return ident.CompleteSIRET(body)
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -13,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/passnum/passnum/internal/ident"
 	"github.com/passnum/passnum/ledger"
 )
 
@@ -152,23 +152,7 @@ func (g *generator) generate() error {
 func (g *generator) nextSIRET() string {
 	g.siret++
 	base := fmt.Sprintf("%013d", g.siret)
-	for d := 0; d <= 9; d++ {
-		s := base + strconv.Itoa(d)
-		sum := 0
-		for i := range 14 {
-			v := int(s[13-i] - '0')
-			if i%2 == 1 {
-				if v *= 2; v > 9 {
-					v -= 9
-				}
-			}
-			sum += v
-		}
-		if sum%10 == 0 {
-			return s
-		}
-	}
-	panic("unreachable")
+	return ident.CompleteSIRET(base)
 }
 
 // inTx runs fn in one transaction of the application role.

@@ -276,3 +276,15 @@ func FuzzSIRET(f *testing.F) {
 		}
 	})
 }
+
+func TestCompleteSIRET(t *testing.T) {
+	for _, body := range []string{"0000000000000", "1300252650001", "7123456789012", "9999999999999"} {
+		s := CompleteSIRET(body)
+		if len(s) != 14 || s[:13] != body {
+			t.Fatalf("CompleteSIRET(%s) = %s", body, s)
+		}
+		if err := ValidSIRET(s); err != nil {
+			t.Errorf("CompleteSIRET(%s) = %s, invalid: %v", body, s, err)
+		}
+	}
+}

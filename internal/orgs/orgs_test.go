@@ -14,6 +14,7 @@ import (
 	"github.com/passnum/passnum/internal/auth"
 	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
+	"github.com/passnum/passnum/internal/ident"
 	"github.com/passnum/passnum/internal/testdb"
 	"github.com/passnum/passnum/ledger"
 )
@@ -28,12 +29,7 @@ const (
 // siret returns a valid SIRET number made from n (13 digits, then the Luhn check digit).
 func siret(n int) string {
 	body := fmt.Sprintf("%013d", n)
-	for d := '0'; d <= '9'; d++ {
-		if s := body + string(d); luhnOK(s) {
-			return s
-		}
-	}
-	panic("unreachable")
+	return ident.CompleteSIRET(body)
 }
 
 func luhnOK(s string) bool {

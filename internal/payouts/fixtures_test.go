@@ -14,6 +14,7 @@ import (
 
 	"github.com/passnum/passnum/internal/auth"
 	"github.com/passnum/passnum/internal/civil"
+	"github.com/passnum/passnum/internal/ident"
 	"github.com/passnum/passnum/internal/orgs"
 	"github.com/passnum/passnum/internal/payouts"
 	"github.com/passnum/passnum/internal/programmes"
@@ -119,23 +120,7 @@ func (w *world) funder(name string) uuid.UUID { return w.org(orgs.KindFunder, na
 // testSIRET is a Luhn-valid SIRET derived from n.
 func testSIRET(n int64) string {
 	body := fmt.Sprintf("7%012d", n%1_000_000_000_000)
-	for d := 0; d <= 9; d++ {
-		s := body + strconv.Itoa(d)
-		sum := 0
-		for i := range 14 {
-			v := int(s[13-i] - '0')
-			if i%2 == 1 {
-				if v *= 2; v > 9 {
-					v -= 9
-				}
-			}
-			sum += v
-		}
-		if sum%10 == 0 {
-			return s
-		}
-	}
-	panic("unreachable")
+	return ident.CompleteSIRET(body)
 }
 
 // testIBANs are the accounts sites are paid on (valid French IBANs).

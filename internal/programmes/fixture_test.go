@@ -16,6 +16,7 @@ import (
 	"github.com/passnum/passnum/internal/auth"
 	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
+	"github.com/passnum/passnum/internal/ident"
 	"github.com/passnum/passnum/internal/orgs"
 	"github.com/passnum/passnum/internal/testdb"
 	"github.com/passnum/passnum/ledger"
@@ -140,23 +141,7 @@ func (f *fixture) site(name, insee string, qualify bool) auth.Principal {
 // testSIRET is a Luhn-valid SIRET derived from n.
 func testSIRET(n int64) string {
 	body := fmt.Sprintf("8%012d", n%1_000_000_000_000)
-	for d := 0; d <= 9; d++ {
-		s := body + strconv.Itoa(d)
-		sum := 0
-		for i := range 14 {
-			v := int(s[13-i] - '0')
-			if i%2 == 1 {
-				if v *= 2; v > 9 {
-					v -= 9
-				}
-			}
-			sum += v
-		}
-		if sum%10 == 0 {
-			return s
-		}
-	}
-	panic("unreachable")
+	return ident.CompleteSIRET(body)
 }
 
 // testIBAN is a valid French IBAN (RIB key and check digits) whose account number is n.

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/passnum/passnum/internal/ident"
 	"github.com/passnum/passnum/internal/testdb"
 	"github.com/passnum/passnum/ledger"
 )
@@ -113,24 +114,7 @@ func acct(p uuid.UUID, k ledger.AccountKind, owner uuid.UUID) ledger.AccountRef 
 // siret returns a valid SIRET (Luhn) from a number.
 func siret(n int) string {
 	base := fmt.Sprintf("%013d", 1_000_000+n*7919)
-	for d := 0; d <= 9; d++ {
-		s := base + string(rune('0'+d))
-		sum := 0
-		for i := 0; i < 14; i++ {
-			v := int(s[13-i] - '0')
-			if i%2 == 1 {
-				v *= 2
-				if v > 9 {
-					v -= 9
-				}
-			}
-			sum += v
-		}
-		if sum%10 == 0 {
-			return s
-		}
-	}
-	panic("unreachable")
+	return ident.CompleteSIRET(base)
 }
 
 func (w *world) setUp() {

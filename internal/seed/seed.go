@@ -20,6 +20,7 @@ import (
 
 	"github.com/passnum/passnum/internal/auth"
 	"github.com/passnum/passnum/internal/civil"
+	"github.com/passnum/passnum/internal/ident"
 	"github.com/passnum/passnum/internal/orgs"
 	"github.com/passnum/passnum/internal/programmes"
 )
@@ -179,23 +180,7 @@ func Demo(ctx context.Context, o *orgs.Service, p *programmes.Service, operator 
 // siret completes a 10-digit SIREN-like prefix into a Luhn-valid SIRET (14 digits).
 func siret(prefix string) string {
 	body := prefix + "001"
-	for c := '0'; c <= '9'; c++ {
-		s := body + string(c)
-		sum := 0
-		for i := range len(s) {
-			v := int(s[len(s)-1-i] - '0')
-			if i%2 == 1 {
-				if v *= 2; v > 9 {
-					v -= 9
-				}
-			}
-			sum += v
-		}
-		if sum%10 == 0 {
-			return s
-		}
-	}
-	panic("unreachable: one check digit always fits")
+	return ident.CompleteSIRET(body)
 }
 
 // iban builds a French IBAN from a bank code, a branch code and an 11-character account
