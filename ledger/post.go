@@ -67,6 +67,17 @@ type Posted struct {
 	Hash       []byte
 }
 
+// Ref names a posted transaction in the answers of business operations (and in their
+// idempotency records, hence the JSON names).
+type Ref struct {
+	TransactionID uuid.UUID `json:"transaction_id"`
+	Programme     uuid.UUID `json:"programme_id"`
+	Seq           int64     `json:"seq"`
+}
+
+// Ref returns the reference of a posted transaction.
+func (p Posted) Ref() Ref { return Ref{TransactionID: p.ID, Programme: p.Programme, Seq: p.Seq} }
+
 // ErrUnbalanced is returned (wrapped) for entries whose postings do not sum to zero.
 var ErrUnbalanced = errors.New("postings do not sum to zero")
 

@@ -113,8 +113,7 @@ func statementPB(st *payouts.Statement) *pb.Statement {
 		})
 	}
 	for _, r := range st.Ledger {
-		out.Ledger = append(out.Ledger, &pb.LedgerRef{
-			TransactionId: r.TransactionID.String(), ProgrammeId: r.Programme.String(), Seq: r.Seq})
+		out.Ledger = append(out.Ledger, ledgerRef(r))
 	}
 	return out
 }

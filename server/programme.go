@@ -73,7 +73,7 @@ func dateField(field, s string) (time.Time, error) {
 	return civil.ParseDate(field, s)
 }
 
-func ledgerRef(r programmes.LedgerRef) *pb.LedgerRef {
+func ledgerRef(r ledger.Ref) *pb.LedgerRef {
 	return &pb.LedgerRef{TransactionId: r.TransactionID.String(), ProgrammeId: r.Programme.String(), Seq: r.Seq}
 }
 

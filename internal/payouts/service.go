@@ -103,13 +103,6 @@ func midnightParis(d time.Time) time.Time {
 	return time.Date(y, m, day, 0, 0, 0, 0, civil.Paris)
 }
 
-// LedgerRef names a ledger transaction an operation wrote.
-type LedgerRef struct {
-	TransactionID uuid.UUID `json:"transaction_id"`
-	Programme     uuid.UUID `json:"programme_id"`
-	Seq           int64     `json:"seq"`
-}
-
 // Page is a page request of a list call.
 type Page struct {
 	Size  int32  // default 50, at most 500

@@ -59,27 +59,27 @@ type Line struct {
 // Statement is a relevé de remboursement: what one site is owed up to a cut-off date. Zero
 // times, nil ids and empty strings are steps not taken yet.
 type Statement struct {
-	ID               uuid.UUID   `json:"id"`
-	Number           string      `json:"number"`
-	Site             uuid.UUID   `json:"site_id"`
-	Cutoff           time.Time   `json:"cutoff"`
-	Status           string      `json:"status"`
-	TotalCents       int64       `json:"total_cents"`
-	LineCount        int32       `json:"line_count"`
-	Lines            []Line      `json:"lines,omitempty"` // GetStatement only
-	CreatedAt        time.Time   `json:"created_at"`
-	CreatedBy        uuid.UUID   `json:"created_by"`
-	ApprovedAt       time.Time   `json:"approved_at"`
-	ApprovedBy       uuid.UUID   `json:"approved_by"`
-	PaidAt           time.Time   `json:"paid_at"`
-	PaidBy           uuid.UUID   `json:"paid_by"`
-	PaidOn           time.Time   `json:"paid_on"`
-	BankReference    string      `json:"bank_reference"`
-	RejectedAt       time.Time   `json:"rejected_at"`
-	RejectedBy       uuid.UUID   `json:"rejected_by"`
-	RejectionReason  string      `json:"rejection_reason"`
-	PaymentMessageID string      `json:"payment_message_id"`
-	Ledger           []LedgerRef `json:"ledger,omitempty"` // the payout transactions, once paid
+	ID               uuid.UUID    `json:"id"`
+	Number           string       `json:"number"`
+	Site             uuid.UUID    `json:"site_id"`
+	Cutoff           time.Time    `json:"cutoff"`
+	Status           string       `json:"status"`
+	TotalCents       int64        `json:"total_cents"`
+	LineCount        int32        `json:"line_count"`
+	Lines            []Line       `json:"lines,omitempty"` // GetStatement only
+	CreatedAt        time.Time    `json:"created_at"`
+	CreatedBy        uuid.UUID    `json:"created_by"`
+	ApprovedAt       time.Time    `json:"approved_at"`
+	ApprovedBy       uuid.UUID    `json:"approved_by"`
+	PaidAt           time.Time    `json:"paid_at"`
+	PaidBy           uuid.UUID    `json:"paid_by"`
+	PaidOn           time.Time    `json:"paid_on"`
+	BankReference    string       `json:"bank_reference"`
+	RejectedAt       time.Time    `json:"rejected_at"`
+	RejectedBy       uuid.UUID    `json:"rejected_by"`
+	RejectionReason  string       `json:"rejection_reason"`
+	PaymentMessageID string       `json:"payment_message_id"`
+	Ledger           []ledger.Ref `json:"ledger,omitempty"` // the payout transactions, once paid
 }
 
 const statementColumns = `s.id, s.number, s.site_id, s.cutoff, s.status, s.total_cents, s.line_count,
@@ -313,7 +313,7 @@ func attachLedger(ctx context.Context, q ledger.Querier, sts []Statement) error 
 	for rows.Next() {
 		var (
 			id  uuid.UUID
-			ref LedgerRef
+			ref ledger.Ref
 		)
 		if err := rows.Scan(&id, &ref.TransactionID, &ref.Programme, &ref.Seq); err != nil {
 			return fmt.Errorf("read payout transactions: %w", err)

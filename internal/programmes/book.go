@@ -63,14 +63,14 @@ type OrderSpec struct {
 
 // Order is what an OrderBooks call issued.
 type Order struct {
-	ID             uuid.UUID `json:"id"`
-	Programme      uuid.UUID `json:"programme_id"`
-	Distributor    uuid.UUID `json:"distributor_id"`
-	FirstNumber    int64     `json:"first_number"`
-	LastNumber     int64     `json:"last_number"`
-	Vouchers       int64     `json:"vouchers"`
-	FaceValueCents int64     `json:"face_value_cents"`
-	Ledger         LedgerRef `json:"ledger"`
+	ID             uuid.UUID  `json:"id"`
+	Programme      uuid.UUID  `json:"programme_id"`
+	Distributor    uuid.UUID  `json:"distributor_id"`
+	FirstNumber    int64      `json:"first_number"`
+	LastNumber     int64      `json:"last_number"`
+	Vouchers       int64      `json:"vouchers"`
+	FaceValueCents int64      `json:"face_value_cents"`
+	Ledger         ledger.Ref `json:"ledger"`
 }
 
 // OrderBooks issues books for an eligible distributor, if their face value is already paid
@@ -186,7 +186,7 @@ func (s *Service) orderBooks(ctx context.Context, tx pgx.Tx, p auth.Principal, k
 		return nil, fmt.Errorf("order books: copied %d books, want %d", n, sp.Books)
 	}
 	return &Order{ID: orderID, Programme: sp.Programme, Distributor: sp.Distributor, FirstNumber: first,
-		LastNumber: last, Vouchers: vouchers, FaceValueCents: needed, Ledger: refOf(posted[0])}, nil
+		LastNumber: last, Vouchers: vouchers, FaceValueCents: needed, Ledger: posted[0].Ref()}, nil
 }
 
 // maxCodeDraws bounds how often a whole order's codes are drawn again after a collision. A

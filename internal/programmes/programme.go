@@ -391,15 +391,15 @@ type FundingSpec struct {
 
 // Funding is a payment booked on a programme.
 type Funding struct {
-	ID            uuid.UUID `json:"id"`
-	Programme     uuid.UUID `json:"programme_id"`
-	Funder        uuid.UUID `json:"funder_id"`
-	AmountCents   int64     `json:"amount_cents"`
-	FeeCents      int64     `json:"fee_cents"`
-	BudgetCents   int64     `json:"budget_cents"`
-	BankReference string    `json:"bank_reference"`
-	ReceivedOn    time.Time `json:"received_on"`
-	Ledger        LedgerRef `json:"ledger"`
+	ID            uuid.UUID  `json:"id"`
+	Programme     uuid.UUID  `json:"programme_id"`
+	Funder        uuid.UUID  `json:"funder_id"`
+	AmountCents   int64      `json:"amount_cents"`
+	FeeCents      int64      `json:"fee_cents"`
+	BudgetCents   int64      `json:"budget_cents"`
+	BankReference string     `json:"bank_reference"`
+	ReceivedOn    time.Time  `json:"received_on"`
+	Ledger        ledger.Ref `json:"ledger"`
 }
 
 // FeeOf splits an amount paid in into the operator's fee and the budget it makes available:
@@ -500,7 +500,7 @@ func (s *Service) recordFunding(ctx context.Context, tx pgx.Tx, p auth.Principal
 	}
 	return &Funding{ID: id, Programme: sp.Programme, Funder: sp.Funder, AmountCents: sp.AmountCents,
 		FeeCents: fee, BudgetCents: budget, BankReference: sp.BankReference, ReceivedOn: sp.ReceivedOn,
-		Ledger: refOf(posted[0])}, nil
+		Ledger: posted[0].Ref()}, nil
 }
 
 func programmeClosed(id uuid.UUID) error {

@@ -150,7 +150,7 @@ func TestLifecycle(t *testing.T) {
 	wantFault(t, err, "BOOK_NOT_IN_STOCK")
 
 	// Balances as of an instant before the order.
-	at, err := f.svc.ProgrammeBalance(f.ctx, f.drome, p.ID, fd.Ledger.recordedBefore(t, f))
+	at, err := f.svc.ProgrammeBalance(f.ctx, f.drome, p.ID, recordedAt(t, f, fd.Ledger))
 	f.must(err)
 	if at.Totals[ledger.Outstanding] != 0 || at.Totals[ledger.FunderCashIn] != 104_000 {
 		t.Fatalf("balance as of the first funding: %v", at.Totals)
@@ -160,8 +160,8 @@ func TestLifecycle(t *testing.T) {
 	}
 }
 
-// recordedBefore returns an instant just after the transaction r was recorded.
-func (r LedgerRef) recordedBefore(t testing.TB, f *fixture) time.Time {
+// recordedAt returns the instant the transaction r was recorded.
+func recordedAt(t testing.TB, f *fixture, r ledger.Ref) time.Time {
 	t.Helper()
 	var at time.Time
 	f.must(f.db.Owner.QueryRow(f.ctx, `SELECT recorded_at FROM transactions WHERE id = $1`, r.TransactionID).Scan(&at))

@@ -51,7 +51,7 @@ type Redemption struct {
 	ServiceDate time.Time  `json:"service_date"`
 	AmountCents int64      `json:"amount_cents"`
 	RedeemedAt  time.Time  `json:"redeemed_at"`
-	Ledger      LedgerRef  `json:"ledger"`
+	Ledger      ledger.Ref `json:"ledger"`
 }
 
 // redeemItem is one queued redemption request and, once done is closed, its outcome.
@@ -309,7 +309,7 @@ func (s *Service) redeemBatch(ctx context.Context, tx pgx.Tx, items []*redeemIte
 		if err != nil {
 			return err
 		}
-		r.Ledger = LedgerRef{TransactionID: txID, Programme: r.Programme}
+		r.Ledger = ledger.Ref{TransactionID: txID, Programme: r.Programme}
 		if wResponse[i], err = json.Marshal(r); err != nil {
 			return fmt.Errorf("redeem: encode response: %w", err)
 		}

@@ -61,17 +61,6 @@ func (s *Service) today() time.Time { return civil.DateOf(s.now()) }
 // frTime writes an instant for people, in Paris: 22/11/2026 à 10 h 32.
 func frTime(t time.Time) string { return t.In(civil.Paris).Format("02/01/2006 à 15 h 04") }
 
-// LedgerRef names the ledger transaction an operation wrote.
-type LedgerRef struct {
-	TransactionID uuid.UUID `json:"transaction_id"`
-	Programme     uuid.UUID `json:"programme_id"`
-	Seq           int64     `json:"seq"`
-}
-
-func refOf(p ledger.Posted) LedgerRef {
-	return LedgerRef{TransactionID: p.ID, Programme: p.Programme, Seq: p.Seq}
-}
-
 // Page is a page request of a list call.
 type Page struct {
 	Size  int32  // default 50, at most 500

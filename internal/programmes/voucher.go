@@ -405,7 +405,7 @@ type Reversal struct {
 	AmountCents   int64      `json:"amount_cents"`
 	Site          uuid.UUID  `json:"site_id"`
 	ReversedAt    time.Time  `json:"reversed_at"`
-	Ledger        LedgerRef  `json:"ledger"`
+	Ledger        ledger.Ref `json:"ledger"`
 	VoucherStatus string     `json:"voucher_status"`
 }
 
@@ -487,5 +487,5 @@ func (s *Service) reverse(ctx context.Context, tx pgx.Tx, p auth.Principal, key 
 		return nil, fmt.Errorf("reverse %s round %d: %w", c, v.rounds, err)
 	}
 	return &Reversal{Code: c, Round: int32(v.rounds), Reason: sp.Reason, Note: sp.Note, AmountCents: amount, Site: site,
-		ReversedAt: now, Ledger: refOf(posted[0]), VoucherStatus: status}, nil
+		ReversedAt: now, Ledger: posted[0].Ref(), VoucherStatus: status}, nil
 }
