@@ -148,26 +148,29 @@ func postmasterPID(dataDir string) (int, error) {
 	return strconv.Atoi(strings.TrimSpace(line))
 }
 
-// cpuPerCall describes where the CPU went between two samples, per call completed.
-func cpuPerCall(a, b cpuSample, calls int) string {
+// cpuPerCall describes where the CPU went between two samples, per call completed, and
+// reports whether other processes used more than busyOutside cores meanwhile.
+func cpuPerCall(a, b cpuSample, calls int) (string, bool) {
 	if calls <= 0 {
-		return "no calls"
+		return "no calls", false
 	}
 	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(calls) }
 	wall := b.at.Sub(a.at).Seconds()
 	mine := (b.passnumd - a.passnumd) + (b.postgres - a.postgres) + (b.bench - a.bench)
-	others := (b.machine - a.machine) - mine
-	outside := max(0, others.Seconds()/wall)
+	outside := max(0, ((b.machine-a.machine)-mine).Seconds()/wall)
 	s := fmt.Sprintf("CPU per call: passnumd %.0f µs, PostgreSQL %.0f µs, load generator %.0f µs; "+
 		"cores busy %.2f of %d (%.2f outside the benchmark)",
 		per(b.passnumd-a.passnumd), per(b.postgres-a.postgres), per(b.bench-a.bench),
 		(b.machine-a.machine).Seconds()/wall, runtime.NumCPU(), outside)
-	if outside > busyOutside {
-		s += " — OTHER WORK SHARED THE MACHINE: the figures are not representative"
+	busy := outside > busyOutside
+	if busy {
+		s += " — " + busyNote
 	}
-	return s
+	return s, busy
 }
 
 // busyOutside is the CPU (in cores) other processes may use during a measurement before
 // the result says it is not representative.
 const busyOutside = 0.2
+
+const busyNote = "OTHER WORK SHARED THE MACHINE: the figure is not representative"

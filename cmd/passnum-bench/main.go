@@ -1,14 +1,16 @@
 // Command passnum-bench is the benchmark harness behind `make bench`. It measures passnum
 // against PostgreSQL's own pgbench on the same machine, in one run:
 //
-//	passnum-bench [-scenario all|redeem|issue|report] [-duration 30s] [-concurrency 256]
+//	passnum-bench [-scenario all|redeem|issue|report] [-duration 30s] [-concurrency 1024]
 //	              [-connections 4] [-rate 0] [-sites 6000] [-skip-pgbench] [-out bench/results]
 //
 // It starts a private PostgreSQL (fsync and synchronous_commit on, in a temporary
 // directory), runs pgbench's TPC-B-like test on it (-i -s 10, then -c 8 -j 2 -T 30 -M
-// prepared), migrates a fresh database, starts the real passnumd binary against it as a
-// separate process (dev keys in a temporary directory), and seeds what the scenarios need
-// through the gRPC API, as the operator, a funder and a distributor would.
+// prepared), creates a fresh database, starts the real passnumd binary against it as a
+// separate process (it applies the migrations; dev keys in a temporary directory), and
+// seeds what the scenarios need through the gRPC API, as the operator, a funder and a
+// distributor would: -sites mediation sites, each with its own token, since passnumd
+// limits every site to 2 redemptions a second (bursts of 30).
 //
 //   - redeem: N goroutines over M gRPC connections redeem vouchers of ONE programme (its
 //     Outstanding account and hash chain are hot), each call with a site's JWT and a new
@@ -26,8 +28,9 @@
 //     at -report-redemptions into the benchmark's cluster, which the result row says.
 //
 // The run ends with ledger verification of the benchmark database. The exit status is
-// non-zero only when the benchmark could not run or the ledger does not verify, never for a
-// missed target. Results go to <out>/latest.json and a dated copy, and a table on stdout.
+// non-zero only when the benchmark could not run, exactly-once did not hold or the ledger
+// does not verify, never for a missed target. Results go to <out>/latest.json and a dated
+// copy, and a table on stdout; bench/README.md explains the figures.
 package main
 
 import (
@@ -88,7 +91,7 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&o.duration, "duration", 30*time.Second, "measured length of the redemption throughput run")
 	fs.DurationVar(&o.warmup, "warmup", 5*time.Second, "unmeasured load before the throughput run")
 	fs.DurationVar(&o.latencyDuration, "latency-duration", 30*time.Second, "length of the constant-rate latency run")
-	fs.IntVar(&o.concurrency, "concurrency", 256, "redeeming goroutines of the throughput run")
+	fs.IntVar(&o.concurrency, "concurrency", 1024, "redeeming goroutines of the throughput run")
 	fs.IntVar(&o.connections, "connections", 4, "gRPC connections the goroutines share")
 	fs.Float64Var(&o.rate, "rate", 0, "calls/s of the latency run; 0: half the measured peak")
 	fs.IntVar(&o.sites, "sites", 6000, "mediation sites redeeming (each has its own token and passnumd's per-site limit of 2/s, burst 30)")

@@ -50,18 +50,49 @@ func (b *bench) redeemScenario(ctx context.Context) error {
 	}
 	b.log.Info("books ordered for the hot programme", "books", redeemBooks, "took", time.Since(began).Round(time.Millisecond))
 	s := &supply{b: b, w: w, programme: prog, first: order.GetFirstNumber(), last: order.GetLastNumber()}
-
 	guess := max(throughputGuessX*b.pgbenchTPS, throughputGuessLo)
 	if err := s.ensure(ctx, int(guess*(b.o.warmup+b.o.duration).Seconds())); err != nil {
 		return err
 	}
 	r := newRedeemer(b.api, w.sites, s.take(len(s.codes)), "bench-redeem-")
-	b.log.Info("throughput run", "goroutines", b.o.concurrency, "connections", b.o.connections,
-		"sites", len(w.sites), "warmup", b.o.warmup, "duration", b.o.duration, "vouchers", len(r.codes))
 	postmaster, err := postmasterPID(b.cluster.DataDir())
 	if err != nil {
 		return err
 	}
+
+	tp, err := b.throughputRun(ctx, r, postmaster)
+	if err != nil {
+		return err
+	}
+	rate := b.o.rate
+	if rate <= 0 {
+		rate = tp.perSecond / 2
+	}
+	if err := s.ensure(ctx, int(rate*b.o.latencyDuration.Seconds())+replayProbes+raceProbes); err != nil {
+		return err
+	}
+	first := len(r.codes)
+	r.codes = append(r.codes[:first:first], s.take(len(s.codes))...)
+	r.out = append(r.out, make([]outcome, len(r.codes)-first)...)
+	lr, err := b.latencyRun(ctx, r, first, rate, tp.perSecond, postmaster)
+	if err != nil {
+		return err
+	}
+
+	peak, current, err := b.daemon.memory()
+	if err != nil {
+		return err
+	}
+	b.res.limit(figRSS, peak, "MB", maxRSSMB,
+		fmt.Sprintf("VmHWM of passnumd after the redemption loads (VmRSS now %.0f MB); MB = MiB", current))
+	return b.exactlyOnce(ctx, r, first+lr.sent, prog)
+}
+
+// throughputRun measures the closed-loop redemption throughput and records it against
+// pgbench's, with where the CPU and PostgreSQL's time went during the measured window.
+func (b *bench) throughputRun(ctx context.Context, r *redeemer, postmaster int) (throughput, error) {
+	b.log.Info("throughput run", "goroutines", b.o.concurrency, "connections", b.o.connections,
+		"sites", len(r.sites), "warmup", b.o.warmup, "duration", b.o.duration, "vouchers", len(r.codes))
 	var (
 		hookErr                 error
 		cpuA, cpuB              cpuSample
@@ -107,30 +138,26 @@ func (b *bench) redeemScenario(ctx context.Context) error {
 		b.log.Warn("CPU profile", "error", profErr)
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return tp, err
 	}
 	if hookErr != nil {
-		return hookErr
+		return tp, hookErr
 	}
 	if tp.measured == 0 {
-		return fmt.Errorf("no redemption succeeded in the throughput run (errors: %s)\n%s",
+		return tp, fmt.Errorf("no redemption succeeded in the throughput run (errors: %s)\n%s",
 			formatErrors(tp.errors), tail(filepath.Join(b.work, "passnumd.log"), 5))
 	}
 	b.log.Info("throughput run done", "calls/s", math.Round(tp.perSecond), "errors", formatErrors(tp.errors))
-	b.res.addInfo("throughput run: %s", cpuPerCall(cpuA, cpuB, tp.measured))
+	cpu, busy := cpuPerCall(cpuA, cpuB, tp.measured)
+	b.res.addInfo("throughput run: %s", cpu)
 	b.res.addInfo("PostgreSQL functions (triggers) during the throughput window, by own time: %s", fnB.since(fnA, 6))
-	statements, err := b.statementCosts(ctx, 15)
-	if err != nil {
-		return err
-	}
-	if len(statements) > 0 {
-		b.res.addInfo("statements during the throughput window, by total time (pg_stat_statements):\n    %s",
-			strings.Join(statements, "\n    "))
+	if err := b.addStatements(ctx, "the throughput window"); err != nil {
+		return tp, err
 	}
 	closed := sortDurations(tp.latencies)
 	note := fmt.Sprintf("%d goroutines over %d connections, %d sites, one programme, %v measured after %v warm-up; "+
 		"closed-loop latency p50 %.1f ms, p99 %.1f ms; stretch target ratio ≥ %g (group commit)",
-		b.o.concurrency, b.o.connections, len(w.sites), tp.window.Round(time.Millisecond), b.o.warmup,
+		b.o.concurrency, b.o.connections, len(r.sites), tp.window.Round(time.Millisecond), b.o.warmup,
 		ms(percentile(closed, 0.5)), ms(percentile(closed, 0.99)), stretchThroughput)
 	if tp.exhausted {
 		note += "; the vouchers ran out before the end of the window"
@@ -138,71 +165,70 @@ func (b *bench) redeemScenario(ctx context.Context) error {
 	if len(tp.errors) > 0 {
 		note += "; errors: " + formatErrors(tp.errors)
 	}
+	if busy {
+		note += "; " + busyNote
+	}
 	if b.pgbenchTPS > 0 {
 		b.res.peerRatio(figThroughput, tp.perSecond, "calls/s", b.pgbenchTPS, "pgbench tps", wantThroughputRatio, true, note)
 	} else {
 		b.res.addInfo("redemption throughput %.0f calls/s (pgbench skipped: no ratio); %s", tp.perSecond, note)
 	}
+	return tp, nil
+}
 
-	rate := b.o.rate
-	if rate <= 0 {
-		rate = tp.perSecond / 2
-	}
-	need := int(rate*b.o.latencyDuration.Seconds()) + replayProbes + raceProbes
-	if err := s.ensure(ctx, need); err != nil {
-		return err
-	}
-	first := len(r.codes)
-	r.codes = append(r.codes[:first:first], s.take(len(s.codes))...)
-	r.out = append(r.out, make([]outcome, len(r.codes)-first)...)
+// latencyRun measures latency at a constant rate (open loop) over requests first.. of r
+// and records its p99.
+func (b *bench) latencyRun(ctx context.Context, r *redeemer, first int, rate, peak float64, postmaster int) (latencyRun, error) {
 	b.log.Info("latency run (open loop)", "rate", math.Round(rate), "duration", b.o.latencyDuration)
 	if _, err := b.statementCosts(ctx, 0); err != nil {
-		return err
+		return latencyRun{}, err
 	}
-	cpuA, err = sampleCPU(b.daemon.cmd.Process.Pid, postmaster)
+	cpuA, err := sampleCPU(b.daemon.cmd.Process.Pid, postmaster)
 	if err != nil {
-		return err
+		return latencyRun{}, err
 	}
 	lr, err := r.openLoop(ctx, first, rate, b.o.latencyDuration)
 	if err != nil {
-		return err
+		return lr, err
 	}
-	if cpuB, err = sampleCPU(b.daemon.cmd.Process.Pid, postmaster); err != nil {
-		return err
-	}
-	b.res.addInfo("latency run: %s", cpuPerCall(cpuA, cpuB, lr.sent))
-	statements, err = b.statementCosts(ctx, 15)
+	cpuB, err := sampleCPU(b.daemon.cmd.Process.Pid, postmaster)
 	if err != nil {
-		return err
+		return lr, err
 	}
-	if len(statements) > 0 {
-		b.res.addInfo("statements during the latency run, by total time (pg_stat_statements):\n    %s",
-			strings.Join(statements, "\n    "))
+	cpu, busy := cpuPerCall(cpuA, cpuB, lr.sent)
+	b.res.addInfo("latency run: %s", cpu)
+	if err := b.addStatements(ctx, "the latency run"); err != nil {
+		return lr, err
 	}
 	worst, worstP99, err := b.writeTimeline(&lr)
 	if err != nil {
-		return err
+		return lr, err
 	}
 	open := sortDurations(lr.latencies)
 	p50, p99 := ms(percentile(open, 0.5)), ms(percentile(open, 0.99))
 	b.log.Info("latency run done", "p50_ms", p50, "p99_ms", p99, "achieved", math.Round(lr.achieved), "errors", formatErrors(lr.errors))
-	note = fmt.Sprintf("p50 %.1f ms, p99.9 %.1f ms, max %.1f ms at %.0f calls/s asked (%.0f %% of peak), %.0f answered OK per second, over %v",
-		p50, ms(percentile(open, 0.999)), ms(open[len(open)-1]), rate, 100*rate/tp.perSecond, lr.achieved, b.o.latencyDuration)
-	note += fmt.Sprintf("; worst second: %d (p99 %.1f ms), per second in latency-timeline.csv", worst, ms(worstP99))
+	note := fmt.Sprintf("p50 %.1f ms, p99.9 %.1f ms, max %.1f ms at %.0f calls/s asked (%.0f %% of peak), "+
+		"%.0f answered OK per second, over %v; worst second: %d (p99 %.1f ms), each second in latency-timeline.csv",
+		p50, ms(percentile(open, 0.999)), ms(open[len(open)-1]), rate, 100*rate/peak, lr.achieved, b.o.latencyDuration,
+		worst, ms(worstP99))
 	if len(lr.errors) > 0 {
 		note += "; errors: " + formatErrors(lr.errors)
 	}
+	if busy {
+		note += "; " + busyNote
+	}
 	b.res.limit(figP99, p99, "ms", maxP99ms, note)
+	return lr, nil
+}
 
-	peak, current, err := b.daemon.memory()
-	if err != nil {
+// addStatements records the statements that took the most time during what (-pgstats).
+func (b *bench) addStatements(ctx context.Context, what string) error {
+	statements, err := b.statementCosts(ctx, 15)
+	if err != nil || len(statements) == 0 {
 		return err
 	}
-	b.res.limit(figRSS, peak, "MB", maxRSSMB,
-		fmt.Sprintf("VmHWM of passnumd after the redemption loads (VmRSS now %.0f MB); MB = MiB", current))
-
-	used := first + lr.sent
-	return b.exactlyOnce(ctx, r, used, prog)
+	b.res.addInfo("statements during %s, by total time (pg_stat_statements):\n    %s", what, strings.Join(statements, "\n    "))
+	return nil
 }
 
 // writeTimeline saves the latency run's second-by-second figures in the output directory.
