@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/passnum/passnum/internal/fault"
+	"github.com/passnum/passnum/internal/paging"
 	"github.com/passnum/passnum/internal/programmes"
 	pb "github.com/passnum/passnum/proto/passnum/v1"
 )
@@ -149,7 +150,7 @@ func (s *bookServer) ListBooks(ctx context.Context, req *pb.ListBooksRequest) (*
 			return nil, fault.InvalidField("status", "Ce statut de chéquier n'existe pas.")
 		}
 	}
-	list, next, err := s.svc.ListBooks(ctx, p, f, programmes.Page{Size: req.GetPageSize(), Token: req.GetPageToken()})
+	list, next, err := s.svc.ListBooks(ctx, p, f, paging.Request{Size: req.GetPageSize(), Token: req.GetPageToken()})
 	if err != nil {
 		return nil, err
 	}

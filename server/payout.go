@@ -13,6 +13,7 @@ import (
 	"github.com/passnum/passnum/internal/auth"
 	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
+	"github.com/passnum/passnum/internal/paging"
 	"github.com/passnum/passnum/internal/payouts"
 	pb "github.com/passnum/passnum/proto/passnum/v1"
 )
@@ -241,7 +242,7 @@ func (s *payoutServer) ListStatements(ctx context.Context, req *pb.ListStatement
 			return nil, fault.InvalidField("status", "Ce statut de relevé n'existe pas.")
 		}
 	}
-	sts, next, err := s.svc.ListStatements(ctx, p, f, payouts.Page{Size: req.GetPageSize(), Token: req.GetPageToken()})
+	sts, next, err := s.svc.ListStatements(ctx, p, f, paging.Request{Size: req.GetPageSize(), Token: req.GetPageToken()})
 	if err != nil {
 		return nil, err
 	}

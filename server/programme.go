@@ -14,6 +14,7 @@ import (
 	"github.com/passnum/passnum/internal/auth"
 	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
+	"github.com/passnum/passnum/internal/paging"
 	"github.com/passnum/passnum/internal/programmes"
 	"github.com/passnum/passnum/ledger"
 	pb "github.com/passnum/passnum/proto/passnum/v1"
@@ -160,7 +161,7 @@ func (s *programmeServer) ListProgrammes(ctx context.Context, req *pb.ListProgra
 	if err != nil {
 		return nil, err
 	}
-	list, next, err := s.svc.ListProgrammes(ctx, p, programmes.Page{Size: req.GetPageSize(), Token: req.GetPageToken()})
+	list, next, err := s.svc.ListProgrammes(ctx, p, paging.Request{Size: req.GetPageSize(), Token: req.GetPageToken()})
 	if err != nil {
 		return nil, err
 	}

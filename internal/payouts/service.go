@@ -103,29 +103,6 @@ func midnightParis(d time.Time) time.Time {
 	return time.Date(y, m, day, 0, 0, 0, 0, civil.Paris)
 }
 
-// Page is a page request of a list call.
-type Page struct {
-	Size  int32  // default 50, at most 500
-	Token string // opaque, from the previous page
-}
-
-const (
-	defaultPageSize = 50
-	maxPageSize     = 500
-)
-
-func (p Page) size() (int, error) {
-	switch {
-	case p.Size < 0:
-		return 0, fault.InvalidField("page_size", "La taille de page ne peut pas être négative.")
-	case p.Size == 0:
-		return defaultPageSize, nil
-	case p.Size > maxPageSize:
-		return maxPageSize, nil
-	}
-	return int(p.Size), nil
-}
-
 // Page tokens are the last statement id of the previous page, base64url-encoded.
 func encodeToken(id uuid.UUID) string { return base64.RawURLEncoding.EncodeToString(id[:]) }
 

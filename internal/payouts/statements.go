@@ -18,6 +18,7 @@ import (
 	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
 	"github.com/passnum/passnum/internal/frtext"
+	"github.com/passnum/passnum/internal/paging"
 	"github.com/passnum/passnum/internal/vcode"
 	"github.com/passnum/passnum/ledger"
 )
@@ -610,7 +611,7 @@ type ListFilter struct {
 // ListStatements lists statements, newest first, without their lines. The operator sees
 // every statement; a site only its own (the filter is in the query), and naming another site
 // is refused.
-func (s *Service) ListStatements(ctx context.Context, p auth.Principal, f ListFilter, page Page) ([]Statement, string, error) {
+func (s *Service) ListStatements(ctx context.Context, p auth.Principal, f ListFilter, page paging.Request) ([]Statement, string, error) {
 	if err := requireRole(p, auth.RoleOperator, auth.RoleSite); err != nil {
 		return nil, "", err
 	}
@@ -621,7 +622,7 @@ func (s *Service) ListStatements(ctx context.Context, p auth.Principal, f ListFi
 	if _, ok := statusLabels[f.Status]; f.Status != "" && !ok {
 		return nil, "", fault.InvalidField("status", "Ce statut de relevé n'existe pas.")
 	}
-	size, err := page.size()
+	size, err := page.Limit()
 	if err != nil {
 		return nil, "", err
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/passnum/passnum/internal/auth"
 	"github.com/passnum/passnum/internal/fault"
+	"github.com/passnum/passnum/internal/paging"
 	"github.com/passnum/passnum/internal/payouts"
 	"github.com/passnum/passnum/ledger"
 )
@@ -249,7 +250,7 @@ func TestWholeMonth(t *testing.T) {
 	}
 	// A site sees only its own statements.
 	asB := auth.Principal{Subject: "b", Org: siteB, Role: auth.RoleSite}
-	list, next, err := w.svc.ListStatements(w.ctx, asB, payouts.ListFilter{}, payouts.Page{})
+	list, next, err := w.svc.ListStatements(w.ctx, asB, payouts.ListFilter{}, paging.Request{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +260,7 @@ func TestWholeMonth(t *testing.T) {
 	if _, err := w.svc.GetStatement(w.ctx, asB, decA.ID); !fault.Is(err, "STATEMENT_NOT_FOUND") {
 		t.Fatalf("site B reads site A's statement: %v", err)
 	}
-	if _, _, err := w.svc.ListStatements(w.ctx, asB, payouts.ListFilter{Site: siteA}, payouts.Page{}); !fault.Is(err, "OBJECT_NOT_ALLOWED") {
+	if _, _, err := w.svc.ListStatements(w.ctx, asB, payouts.ListFilter{Site: siteA}, paging.Request{}); !fault.Is(err, "OBJECT_NOT_ALLOWED") {
 		t.Fatalf("site B lists site A's statements: %v", err)
 	}
 
@@ -437,7 +438,7 @@ func TestListStatementsPages(t *testing.T) {
 	w.create("2026-11-30")
 
 	var seen []uuid.UUID
-	page := payouts.Page{Size: 2}
+	page := paging.Request{Size: 2}
 	for {
 		sts, next, err := w.svc.ListStatements(w.ctx, w.operator, payouts.ListFilter{Status: payouts.StatusDraft}, page)
 		if err != nil {
@@ -459,17 +460,17 @@ func TestListStatementsPages(t *testing.T) {
 			t.Fatalf("not newest first: %v", seen)
 		}
 	}
-	sts, _, err := w.svc.ListStatements(w.ctx, w.operator, payouts.ListFilter{Site: sites[3]}, payouts.Page{})
+	sts, _, err := w.svc.ListStatements(w.ctx, w.operator, payouts.ListFilter{Site: sites[3]}, paging.Request{})
 	if err != nil || len(sts) != 1 || sts[0].Site != sites[3] {
 		t.Fatalf("filter by site: %v %+v", err, sts)
 	}
-	sts, _, err = w.svc.ListStatements(w.ctx, w.operator, payouts.ListFilter{Status: payouts.StatusPaid}, payouts.Page{})
+	sts, _, err = w.svc.ListStatements(w.ctx, w.operator, payouts.ListFilter{Status: payouts.StatusPaid}, paging.Request{})
 	if err != nil || len(sts) != 0 {
 		t.Fatalf("filter by status: %v %+v", err, sts)
 	}
-	_, _, err = w.svc.ListStatements(w.ctx, w.operator, payouts.ListFilter{Status: "lost"}, payouts.Page{})
+	_, _, err = w.svc.ListStatements(w.ctx, w.operator, payouts.ListFilter{Status: "lost"}, paging.Request{})
 	wantFault(t, err, "INVALID_STATUS")
-	_, _, err = w.svc.ListStatements(w.ctx, w.operator, payouts.ListFilter{}, payouts.Page{Token: "%%"})
+	_, _, err = w.svc.ListStatements(w.ctx, w.operator, payouts.ListFilter{}, paging.Request{Token: "%%"})
 	wantFault(t, err, "INVALID_PAGE_TOKEN")
 }
 
@@ -515,7 +516,7 @@ func TestConcurrentRunsAndPayments(t *testing.T) {
 		t.Fatalf("%d statements made by %d concurrent runs, want %d", made, runs, len(sites))
 	}
 
-	all, _, err := w.svc.ListStatements(w.ctx, w.operator, payouts.ListFilter{}, payouts.Page{})
+	all, _, err := w.svc.ListStatements(w.ctx, w.operator, payouts.ListFilter{}, paging.Request{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
 	"github.com/passnum/passnum/internal/frtext"
+	"github.com/passnum/passnum/internal/paging"
 	"github.com/passnum/passnum/internal/vcode"
 	"github.com/passnum/passnum/ledger"
 )
@@ -522,8 +523,8 @@ type BookFilter struct {
 
 // ListBooks returns the books the caller may see that match f, by programme and number, and
 // the token of the next page ("" after the last).
-func (s *Service) ListBooks(ctx context.Context, p auth.Principal, f BookFilter, page Page) ([]*Book, string, error) {
-	n, err := page.size()
+func (s *Service) ListBooks(ctx context.Context, p auth.Principal, f BookFilter, page paging.Request) ([]*Book, string, error) {
+	n, err := page.Limit()
 	if err != nil {
 		return nil, "", err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
 	"github.com/passnum/passnum/internal/ident"
+	"github.com/passnum/passnum/internal/paging"
 	"github.com/passnum/passnum/ledger"
 )
 
@@ -337,8 +338,8 @@ func (s *Service) GetProgramme(ctx context.Context, p auth.Principal, id uuid.UU
 
 // ListProgrammes returns the programmes the caller may see, oldest first, and the token of
 // the next page ("" after the last).
-func (s *Service) ListProgrammes(ctx context.Context, p auth.Principal, page Page) ([]*Programme, string, error) {
-	n, err := page.size()
+func (s *Service) ListProgrammes(ctx context.Context, p auth.Principal, page paging.Request) ([]*Programme, string, error) {
+	n, err := page.Limit()
 	if err != nil {
 		return nil, "", err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/passnum/passnum/internal/civil"
 	"github.com/passnum/passnum/internal/fault"
 	"github.com/passnum/passnum/internal/orgs"
+	"github.com/passnum/passnum/internal/paging"
 	"github.com/passnum/passnum/internal/vcode"
 	"github.com/passnum/passnum/ledger"
 )
@@ -662,7 +663,7 @@ func TestScopes(t *testing.T) {
 		{f.mairie, []string{p.Name}},
 		{f.sites[0], []string{p.Name, other.Name}},
 	} {
-		got, _, err := f.svc.ListProgrammes(f.ctx, c.p, Page{})
+		got, _, err := f.svc.ListProgrammes(f.ctx, c.p, paging.Request{})
 		f.must(err)
 		if !reflect.DeepEqual(names(got), c.want) {
 			t.Errorf("%s sees %v, want %v", c.p.Role, names(got), c.want)
@@ -673,7 +674,7 @@ func TestScopes(t *testing.T) {
 
 	count := func(pr auth.Principal, filter BookFilter) int {
 		var all []*Book
-		page := Page{Size: 2}
+		page := paging.Request{Size: 2}
 		for {
 			bs, next, err := f.svc.ListBooks(f.ctx, pr, filter, page)
 			f.must(err)
@@ -709,7 +710,7 @@ func TestScopes(t *testing.T) {
 	if len(b.Codes) != 10 {
 		t.Fatalf("book codes: %v", b.Codes)
 	}
-	_, _, err = f.svc.ListBooks(f.ctx, f.op, BookFilter{}, Page{Token: "!!"})
+	_, _, err = f.svc.ListBooks(f.ctx, f.op, BookFilter{}, paging.Request{Token: "!!"})
 	wantFault(t, err, "INVALID_PAGE_TOKEN")
 }
 

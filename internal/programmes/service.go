@@ -61,29 +61,6 @@ func (s *Service) today() time.Time { return civil.DateOf(s.now()) }
 // frTime writes an instant for people, in Paris: 22/11/2026 à 10 h 32.
 func frTime(t time.Time) string { return t.In(civil.Paris).Format("02/01/2006 à 15 h 04") }
 
-// Page is a page request of a list call.
-type Page struct {
-	Size  int32  // default 50, at most 500
-	Token string // opaque, from the previous page
-}
-
-const (
-	defaultPageSize = 50
-	maxPageSize     = 500
-)
-
-func (p Page) size() (int, error) {
-	switch {
-	case p.Size < 0:
-		return 0, fault.InvalidField("page_size", "La taille de page ne peut pas être négative.")
-	case p.Size == 0:
-		return defaultPageSize, nil
-	case p.Size > maxPageSize:
-		return maxPageSize, nil
-	}
-	return int(p.Size), nil
-}
-
 func encodeToken(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 
 func decodeToken(tok string) (string, error) {
