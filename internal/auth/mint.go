@@ -13,6 +13,13 @@ import (
 	"github.com/google/uuid"
 )
 
+// mintClaims is the payload the minter signs. The verifier decodes it into tokenClaims.
+type mintClaims struct {
+	jwt.RegisteredClaims
+	Org  string `json:"org"`
+	Role string `json:"role"`
+}
+
 // Minter signs passnum tokens with one Ed25519 key.
 type Minter struct {
 	key      ed25519.PrivateKey
@@ -55,7 +62,7 @@ func (m *Minter) Mint(p Principal, ttl time.Duration) (string, error) {
 		return "", err
 	}
 	now := time.Now()
-	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims{
+	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, mintClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    m.issuer,
 			Subject:   p.Subject,
