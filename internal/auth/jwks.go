@@ -143,11 +143,6 @@ func (ks *KeySet) Contains(kid string, pub ed25519.PublicKey) bool {
 	return ok && k.Equal(pub)
 }
 
-func (ks *KeySet) lookup(kid string) (ed25519.PublicKey, bool) {
-	k, ok := ks.keys[kid]
-	return k, ok
-}
-
 // MarshalJSON writes the set as a JWKS document, keys sorted by kid.
 func (ks *KeySet) MarshalJSON() ([]byte, error) {
 	doc := jwks{Keys: make([]jwk, 0, len(ks.keys))}

@@ -53,7 +53,9 @@ var (
 
 // Verifier checks bearer tokens against a key set. It is safe for concurrent use.
 type Verifier struct {
-	keys     *KeySet
+	// keys holds the key set's keys by kid, already boxed in the interface the Keyfunc
+	// returns, so that choosing a key allocates nothing. The KeySet is immutable.
+	keys     map[string]any
 	parser   *jwt.Parser
 	issuer   string
 	audience string
@@ -62,8 +64,12 @@ type Verifier struct {
 // NewVerifier returns a verifier accepting EdDSA tokens signed by a key of keys, issued by
 // issuer for audience.
 func NewVerifier(keys *KeySet, issuer, audience string) *Verifier {
+	boxed := make(map[string]any, len(keys.keys))
+	for kid, k := range keys.keys {
+		boxed[kid] = k
+	}
 	return &Verifier{
-		keys:     keys,
+		keys:     boxed,
 		issuer:   issuer,
 		audience: audience,
 		// One parser for every call. No WithJSONNumber: it only changes how numbers held
@@ -139,7 +145,7 @@ func (v *Verifier) key(t *jwt.Token) (any, error) {
 	if len(kid) > maxKIDBytes {
 		return nil, fmt.Errorf("%w: kid of %d bytes", errUnknownKID, len(kid))
 	}
-	k, ok := v.keys.lookup(kid)
+	k, ok := v.keys[kid]
 	if !ok {
 		return nil, fmt.Errorf("%w %q", errUnknownKID, kid)
 	}
