@@ -7,6 +7,9 @@
 //
 // Flags fall back to environment variables (shown in -h); DATABASE_URL is read from the
 // environment only, so that its password never shows in the process list.
+//
+// serve runs the garbage collector less often than Go's default, within a soft memory
+// limit (-gc-percent 400, -memory-limit 100MiB), unless GOGC or GOMEMLIMIT is set: see gc.go.
 package main
 
 import (

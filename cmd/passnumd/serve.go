@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -29,6 +30,8 @@ func runServe(ctx context.Context, args []string) error {
 	}
 	jwks := fs.String("jwks", envOr("PASSNUM_JWKS", "var/keys/jwks.json"),
 		"JWKS file of the Ed25519 keys that may sign tokens; list several to rotate (PASSNUM_JWKS)")
+	var gc gcFlags
+	gc.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -48,6 +51,13 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	logger.Info("token keys loaded", "jwks", *jwks, "kids", keys.KeyIDs())
+	// Fewer collections under load, within a memory limit: see gc.go. Set once the
+	// configuration is known to be good, just before the work starts.
+	gcAttrs, unbounded := applyGC(gc, os.Getenv)
+	logger.Info("garbage collector", gcAttrs...)
+	if unbounded {
+		logger.Warn("garbage collector off without a memory limit: the heap will grow without bound")
+	}
 	if err := dbmigrate.Migrate(ctx, url); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
