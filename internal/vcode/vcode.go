@@ -1,6 +1,7 @@
-// Package vcode generates, formats and parses voucher codes.
+// Package vcode makes, formats and parses voucher codes.
 //
-// A voucher code is 60 random bits written as 12 Crockford base-32 characters followed by one
+// A voucher code is 60 bits that look random — drawn at random, or the keyed encryption of a
+// voucher's place (keyed.go) — written as 12 Crockford base-32 characters followed by one
 // check character, in groups that are easy to read aloud and type on a phone:
 //
 //	PN-7K3M-Q9TZ-4HXW-R
@@ -57,7 +58,7 @@ import (
 // (negative, or 2⁶⁰ and above) are never produced by New, Generate or Parse.
 type Code int64
 
-// Bits is the number of random bits in a code.
+// Bits is the number of data bits in a code.
 const Bits = 60
 
 // Max is one more than the largest code.
