@@ -338,8 +338,14 @@ func (v *verifier) outstandingEqualsActiveVouchers(ctx context.Context) (Check, 
 		WITH o AS (SELECT programme_id, sum(balance) AS cents FROM accounts
 		            WHERE kind = 'outstanding' AND ($1::uuid IS NULL OR programme_id = $1)
 		            GROUP BY programme_id),
-		     a AS (SELECT programme_id, sum(face_value_cents) AS cents, count(*) AS n FROM vouchers
-		            WHERE status IN ('in_stock', 'available') AND ($1::uuid IS NULL OR programme_id = $1)
+		     a AS (SELECT programme_id, sum(cents) AS cents, sum(n) AS n
+		             FROM (SELECT programme_id, face_value_cents AS cents, 1 AS n FROM vouchers
+		                    WHERE status IN ('in_stock', 'available') AND ($1::uuid IS NULL OR programme_id = $1)
+		                   UNION ALL -- keyed books in stock: their vouchers have no rows yet
+		                   SELECT b.programme_id, p.face_value_cents * p.vouchers_per_book, p.vouchers_per_book
+		                     FROM books b JOIN programmes p ON p.id = b.programme_id
+		                    WHERE b.status = 'in_stock' AND b.voucher_codes IS NULL
+		                      AND ($1::uuid IS NULL OR b.programme_id = $1)) x
 		            GROUP BY programme_id)
 		SELECT c.programme_id, coalesce(o.cents, 0)::bigint, coalesce(a.cents, 0)::bigint, coalesce(a.n, 0)
 		  FROM ledger_chains c

@@ -15,6 +15,7 @@ import (
 
 	"github.com/passnum/passnum/internal/auth"
 	"github.com/passnum/passnum/internal/orgs"
+	"github.com/passnum/passnum/internal/vcode"
 	"github.com/passnum/passnum/ledger"
 	pb "github.com/passnum/passnum/proto/passnum/v1"
 )
@@ -25,6 +26,7 @@ const tokenTTL = 2 * time.Hour
 // keys are the run's dev signing key and the operator's identity.
 type keys struct {
 	jwks     string // JWKS file passnumd verifies tokens with
+	vouchers string // passnumd's voucher code key file
 	minter   *auth.Minter
 	operator uuid.UUID
 }
@@ -37,7 +39,11 @@ func newKeys(dir string) (*keys, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &keys{jwks: filepath.Join(dir, auth.JWKSFile), minter: m, operator: uuid.New()}, nil
+	vouchers := filepath.Join(dir, "voucher-codes.keys")
+	if _, err := vcode.GenerateKeyFile(vouchers); err != nil {
+		return nil, err
+	}
+	return &keys{jwks: filepath.Join(dir, auth.JWKSFile), vouchers: vouchers, minter: m, operator: uuid.New()}, nil
 }
 
 // token mints a bearer token for org in role.

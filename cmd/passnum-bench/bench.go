@@ -307,7 +307,7 @@ func (b *bench) startPassnum(ctx context.Context) error {
 		return err
 	}
 	// passnumd applies its own migrations as it starts.
-	b.daemon, err = startDaemon(ctx, b.o.passnumd, b.dbURL, keys.jwks, filepath.Join(b.work, "passnumd.log"))
+	b.daemon, err = startDaemon(ctx, b.o.passnumd, b.dbURL, keys, filepath.Join(b.work, "passnumd.log"))
 	if err != nil {
 		return err
 	}

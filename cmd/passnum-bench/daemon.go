@@ -29,10 +29,10 @@ type daemon struct {
 	waitErr     error
 }
 
-// startDaemon runs `passnumd serve` on dbURL with the key set jwks, listening on free
+// startDaemon runs `passnumd serve` on dbURL with the keys k, listening on free
 // loopback ports, its JSON log (one line per RPC, level info as in production) going to
 // logPath, and waits until its health service answers SERVING.
-func startDaemon(ctx context.Context, bin, dbURL, jwks, logPath string) (*daemon, error) {
+func startDaemon(ctx context.Context, bin, dbURL string, k *keys, logPath string) (*daemon, error) {
 	grpcPort, err := freePort()
 	if err != nil {
 		return nil, err
@@ -50,7 +50,7 @@ func startDaemon(ctx context.Context, bin, dbURL, jwks, logPath string) (*daemon
 		return nil, err
 	}
 	d.cmd = exec.Command(bin, "serve", "-listen", d.grpcAddr, "-metrics-listen", d.metricsAddr,
-		"-jwks", jwks, "-reflection=false", "-log-level", "info")
+		"-jwks", k.jwks, "-voucher-keys", k.vouchers, "-reflection=false", "-log-level", "info")
 	d.cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {

@@ -67,7 +67,8 @@ func (b *bench) issueScenario(ctx context.Context) error {
 	}
 	b.log.Info("issuance: raw COPY done", "took", copyTook.Round(time.Millisecond))
 	b.res.peerRatio(figIssue, orderTook.Seconds(), "s", copyTook.Seconds(), "COPY s", maxIssueRatio, false,
-		fmt.Sprintf("OrderBooks of %d books × %d vouchers through gRPC (%.0f vouchers/s) against pgx CopyFrom of %d rows "+
+		fmt.Sprintf("OrderBooks of %d books × %d vouchers through gRPC (%.0f vouchers/s: ledger issuance, order and books "+
+			"written; codes are keyed, so voucher rows come at hand-out) against pgx CopyFrom of %d voucher rows "+
 			"into a bare table with the vouchers' columns, both committed with fsync",
 			b.o.issueBooks, perBook, float64(vouchers)/orderTook.Seconds(), vouchers))
 	return nil
@@ -85,8 +86,9 @@ func (b *bench) checkpoint(ctx context.Context) error {
 
 // rawCopy creates a bare table with the vouchers' columns (their types and defaults; no
 // key, index, constraint or trigger), and times one transaction that copies n rows of the
-// vouchers' shape into it with pgx CopyFrom, the way OrderBooks writes its vouchers: random
-// 60-bit codes, one programme, book numbers, positions 1..10 and the face value.
+// vouchers' shape into it with pgx CopyFrom, as issuing with codes drawn at random would
+// write them: random 60-bit codes, one programme, book numbers, positions 1..10 and the face
+// value.
 func (b *bench) rawCopy(ctx context.Context, n int) (time.Duration, error) {
 	conn, err := pgx.Connect(ctx, b.dbURL)
 	if err != nil {

@@ -84,6 +84,14 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	vkeysPath := filepath.Join(keysDir, voucherKeysFile)
+	if _, err := vcode.GenerateKeyFile(vkeysPath); err != nil {
+		return err
+	}
+	vkeys, err := loadVoucherKeys(logger, vkeysPath)
+	if err != nil {
+		return err
+	}
 
 	if err := dbmigrate.Migrate(ctx, url); err != nil {
 		return fmt.Errorf("migrate: %w", err)
@@ -93,7 +101,7 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	app, stopApp, err := newApp(pool, logger)
+	app, stopApp, err := newApp(pool, logger, vkeys)
 	if err != nil {
 		return err
 	}
@@ -287,7 +295,7 @@ func printBanner(w io.Writer, b banner) {
 		p("  profilage     http://%s/debug/pprof/", b.metricsAddr)
 	}
 	p("  base          %s", b.database)
-	p("  clés          %s (signing.pem signe, jwks.json vérifie)", b.keysDir)
+	p("  clés          %s (signing.pem signe, jwks.json vérifie, %s fait les codes des chèques)", b.keysDir, voucherKeysFile)
 	p("")
 	p("Jetons d'accès (valables %s), à coller dans un terminal :", frenchDuration(b.ttl))
 	for _, t := range b.tokens {

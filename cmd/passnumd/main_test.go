@@ -28,6 +28,7 @@ import (
 	"github.com/passnum/passnum/internal/dbmigrate"
 	"github.com/passnum/passnum/internal/pgcluster"
 	"github.com/passnum/passnum/internal/testdb"
+	"github.com/passnum/passnum/internal/vcode"
 	pb "github.com/passnum/passnum/proto/passnum/v1"
 )
 
@@ -219,7 +220,7 @@ func TestMigrateAndServe(t *testing.T) {
 	f := serveFlags{listen: "127.0.0.1:0", metricsListen: "127.0.0.1:0", reflection: true,
 		issuer: auth.DefaultIssuer, audience: auth.DefaultAudience, shutdownTimeout: 5 * time.Second}
 	logger, _ := newLogger("error")
-	app, stopApp, err := newApp(pool, logger)
+	app, stopApp, err := newApp(pool, logger, vcode.RandomKeyring())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +325,7 @@ func TestDev(t *testing.T) {
 		}
 		stop()
 		waitExit(t, done)
-		for _, p := range []string{"pg/PG_VERSION", "keys/" + auth.SigningKeyFile, "keys/" + auth.JWKSFile} {
+		for _, p := range []string{"pg/PG_VERSION", "keys/" + auth.SigningKeyFile, "keys/" + auth.JWKSFile, "keys/" + voucherKeysFile} {
 			if _, err := os.Stat(filepath.Join(varDir, p)); err != nil {
 				t.Fatalf("run %d: %s missing: %v", run, p, err)
 			}

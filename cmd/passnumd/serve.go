@@ -19,6 +19,7 @@ import (
 
 	"github.com/passnum/passnum/internal/auth"
 	"github.com/passnum/passnum/internal/dbmigrate"
+	"github.com/passnum/passnum/internal/vcode"
 	"github.com/passnum/passnum/server"
 )
 
@@ -30,6 +31,8 @@ func runServe(ctx context.Context, args []string) error {
 	}
 	jwks := fs.String("jwks", envOr("PASSNUM_JWKS", "var/keys/jwks.json"),
 		"JWKS file of the Ed25519 keys that may sign tokens; list several to rotate (PASSNUM_JWKS)")
+	voucherKeys := fs.String("voucher-keys", envOr("PASSNUM_VOUCHER_KEYS", "var/keys/"+voucherKeysFile),
+		"file of the secret keys that make voucher codes, the first for new orders; never lose one whose codes are in use (PASSNUM_VOUCHER_KEYS)")
 	var gc gcFlags
 	gc.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -51,6 +54,10 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	logger.Info("token keys loaded", "jwks", *jwks, "kids", keys.KeyIDs())
+	vkeys, err := loadVoucherKeys(logger, *voucherKeys)
+	if err != nil {
+		return err
+	}
 	// Fewer collections under load, within a memory limit: see gc.go. Set once the
 	// configuration is known to be good, just before the work starts.
 	gcAttrs, unbounded := applyGC(gc, os.Getenv)
@@ -66,12 +73,29 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	app, stopApp, err := newApp(pool, logger)
+	app, stopApp, err := newApp(pool, logger, vkeys)
 	if err != nil {
 		return err
 	}
 	defer stopApp()
 	return runServer(ctx, logger, f, keys, pool, app, nil)
+}
+
+// voucherKeysFile is the name of the voucher code key file in a keys directory.
+const voucherKeysFile = "voucher-codes.keys"
+
+// loadVoucherKeys reads the voucher code keys and logs their ids (never the keys).
+func loadVoucherKeys(logger *slog.Logger, path string) (*vcode.Keyring, error) {
+	ring, err := vcode.LoadKeyring(path)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(ring.Keys()))
+	for _, k := range ring.Keys() {
+		ids = append(ids, k.ID())
+	}
+	logger.Info("voucher code keys loaded", "file", path, "ids", ids, "current", ring.Current().ID())
+	return ring, nil
 }
 
 // runServer serves app over gRPC (and metrics, if configured) until ctx is done, then

@@ -188,18 +188,27 @@ func (s *Service) expire(ctx context.Context, tx pgx.Tx, by uuid.UUID, key strin
 	if _, err := tx.Exec(ctx, `SELECT 1 FROM ledger_chains WHERE programme_id = $1 FOR NO KEY UPDATE`, programme); err != nil {
 		return Expiry{}, fmt.Errorf("expire programme %s: lock chain: %w", programme, err)
 	}
-	var vouchers, expired int64
+	// Vouchers with rows of their own (handed out, or drawn codes) expire one by one; those of
+	// keyed books never handed out have no rows and expire with their book.
+	var vouchers, expired, unrowed, unrowedCents int64
 	err = tx.QueryRow(ctx, `
 		WITH v AS (
 		    UPDATE vouchers SET status = 'expired', held_by = NULL, held_until = NULL
-		     WHERE code IN (SELECT unnest(voucher_codes) FROM books
-		                     WHERE programme_id = $1 AND status IN ('in_stock', 'handed_out'))
-		       AND status IN ('in_stock', 'available')
+		     WHERE programme_id = $1 AND status IN ('in_stock', 'available')
 		    RETURNING face_value_cents)
 		SELECT count(*), coalesce(sum(face_value_cents), 0)::bigint FROM v`, programme).Scan(&vouchers, &expired)
 	if err != nil {
 		return Expiry{}, fmt.Errorf("expire programme %s: vouchers: %w", programme, err)
 	}
+	err = tx.QueryRow(ctx, `
+		SELECT coalesce(sum(p.vouchers_per_book), 0)::bigint, coalesce(sum(p.vouchers_per_book * p.face_value_cents), 0)::bigint
+		  FROM books b JOIN programmes p ON p.id = b.programme_id
+		 WHERE b.programme_id = $1 AND b.status = 'in_stock' AND b.voucher_codes IS NULL`, programme).Scan(&unrowed, &unrowedCents)
+	if err != nil {
+		return Expiry{}, fmt.Errorf("expire programme %s: books in stock: %w", programme, err)
+	}
+	vouchers += unrowed
+	expired += unrowedCents
 	tag, err := tx.Exec(ctx, `
 		UPDATE books SET status = 'expired', closed_at = now()
 		 WHERE programme_id = $1 AND status IN ('in_stock', 'handed_out')`, programme)

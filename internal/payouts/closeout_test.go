@@ -108,6 +108,18 @@ func TestExpireProgramme(t *testing.T) {
 	if active != 0 || expiredBooks != 7 || heldLeft != 0 {
 		t.Fatalf("after expiry: %d active vouchers, %d expired books, %d holds", active, expiredBooks, heldLeft)
 	}
+	// The reports count the expired value too: the 35 vouchers with rows and the 20 of the
+	// two books never handed out, which have none (keyed codes).
+	var reported, reportedInStock int64
+	if err := w.db.App.QueryRow(w.ctx, `
+		SELECT coalesce(sum(expired_cents), 0)::bigint,
+		       coalesce(sum(expired_cents) FILTER (WHERE territory = ''), 0)::bigint
+		  FROM report_spend WHERE programme_id = $1`, p.id).Scan(&reported, &reportedInStock); err != nil {
+		t.Fatal(err)
+	}
+	if reported != 55_000 || reportedInStock != 20_000 {
+		t.Fatalf("reports: %d expired, %d of it in stock; want 55 000 and 20 000", reported, reportedInStock)
+	}
 
 	// Close-outs: shares of 13 000 paid and 2 000 owed, split by the same rule.
 	ids := sortedFunders(f1, f2, f3)

@@ -1,7 +1,6 @@
 package programmes
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -160,24 +159,21 @@ func (s *Service) orderBooks(ctx context.Context, tx pgx.Tx, p auth.Principal, k
 		return nil, fmt.Errorf("order books: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `
-		INSERT INTO book_orders (id, programme_id, distributor_id, first_number, books, face_value_cents, tx_id, ordered_by)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		orderID, sp.Programme, sp.Distributor, first, sp.Books, faceValue, posted[0].ID, p.Org); err != nil {
+		INSERT INTO book_orders (id, programme_id, distributor_id, first_number, books, face_value_cents, tx_id, ordered_by, code_key)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		orderID, sp.Programme, sp.Distributor, first, sp.Books, faceValue, posted[0].ID, p.Org, s.keys.Current().ID()); err != nil {
 		return nil, fmt.Errorf("order books: %w", err)
 	}
-	codes, err := s.copyVouchers(ctx, tx, sp.Programme, first, int(sp.Books), int(perBook), faceValue)
-	if err != nil {
-		return nil, fmt.Errorf("order books: %w", err)
-	}
+	// The books carry no codes: each voucher's code is its slot under the order's key
+	// (internal/vcode), and its row is written when its book is handed out.
 	prog := pgtype.UUID{Bytes: sp.Programme, Valid: true}
 	order := pgtype.UUID{Bytes: orderID, Valid: true}
 	dist := pgtype.UUID{Bytes: sp.Distributor, Valid: true}
-	row := make([]any, 5)
+	row := make([]any, 4)
 	n, err := tx.CopyFrom(ctx, pgx.Identifier{"books"},
-		[]string{"programme_id", "number", "order_id", "distributor_id", "voucher_codes"},
+		[]string{"programme_id", "number", "order_id", "distributor_id"},
 		pgx.CopyFromSlice(int(sp.Books), func(i int) ([]any, error) {
 			row[0], row[1], row[2], row[3] = prog, first+int64(i), order, dist
-			row[4] = codes[i*int(perBook) : (i+1)*int(perBook)]
 			return row, nil
 		}))
 	if err != nil {
@@ -189,97 +185,6 @@ func (s *Service) orderBooks(ctx context.Context, tx pgx.Tx, p auth.Principal, k
 	return &Order{ID: orderID, Programme: sp.Programme, Distributor: sp.Distributor, FirstNumber: first,
 		LastNumber: last, Vouchers: vouchers, FaceValueCents: needed, Ledger: posted[0].Ref()}, nil
 }
-
-// maxCodeDraws bounds how often a whole order's codes are drawn again after a collision. A
-// collision has probability about n²/2⁶¹ (4·10⁻⁷ for a million codes); three in a row would
-// mean a broken random source.
-const maxCodeDraws = 3
-
-// copyVouchers draws the codes of an order and writes its vouchers with COPY inside a
-// savepoint: a code equal to an existing voucher's (or to another of the order) violates
-// vouchers_pkey, the savepoint is rolled back and every code is drawn again. It returns the
-// codes, book after book in position order.
-func (s *Service) copyVouchers(ctx context.Context, tx pgx.Tx, programme uuid.UUID, first int64, books, perBook int, faceValue int64) ([]int64, error) {
-	n := books * perBook
-	codes := make([]int64, n)
-	for draw := 1; ; draw++ {
-		drawn, err := s.codes(n)
-		if err != nil {
-			return nil, err
-		}
-		for i, c := range drawn {
-			codes[i] = int64(c)
-		}
-		sp, err := tx.Begin(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("savepoint: %w", err)
-		}
-		src := &voucherRows{codes: codes, order: codeOrder(codes), programme: pgtype.UUID{Bytes: programme, Valid: true},
-			first: first, perBook: perBook, faceValue: faceValue, row: make([]any, 5)}
-		copied, err := sp.CopyFrom(ctx, pgx.Identifier{"vouchers"},
-			[]string{"code", "programme_id", "book_number", "position", "face_value_cents"}, src)
-		if err == nil && copied != int64(n) {
-			err = fmt.Errorf("copied %d vouchers, want %d", copied, n)
-		}
-		if err == nil {
-			if err := sp.Commit(ctx); err != nil {
-				return nil, fmt.Errorf("release savepoint: %w", err)
-			}
-			return codes, nil
-		}
-		if rbErr := sp.Rollback(ctx); rbErr != nil {
-			return nil, fmt.Errorf("copy vouchers: %w (rollback to savepoint: %v)", err, rbErr)
-		}
-		if code, c := pgConstraint(err); code != "23505" || c != "vouchers_pkey" || draw == maxCodeDraws {
-			return nil, fmt.Errorf("copy vouchers (draw %d): %w", draw, err)
-		}
-		s.log.WarnContext(ctx, "voucher code collision, drawing the order's codes again",
-			"programme_id", programme, "vouchers", n, "draw", draw)
-	}
-}
-
-// codeOrder returns the indexes of codes sorted by code. Rows sent in code order reach the
-// primary key's index in key order: each leaf page is visited once instead of a million
-// random descents, which makes the COPY markedly faster. Which code belongs to which book and
-// position is not changed.
-func codeOrder(codes []int64) []int32 {
-	order := make([]int32, len(codes))
-	for i := range order {
-		order[i] = int32(i)
-	}
-	slices.SortFunc(order, func(a, b int32) int { return cmp.Compare(codes[a], codes[b]) })
-	return order
-}
-
-// voucherRows feeds COPY without building a million rows first; pgx encodes each row before
-// asking for the next, so one row buffer serves them all.
-type voucherRows struct {
-	codes     []int64
-	order     []int32 // indexes into codes, in the order rows are sent
-	programme pgtype.UUID
-	first     int64
-	perBook   int
-	faceValue int64
-	i         int
-	row       []any
-}
-
-func (r *voucherRows) Next() bool {
-	r.i++
-	return r.i <= len(r.codes)
-}
-
-func (r *voucherRows) Values() ([]any, error) {
-	k := int(r.order[r.i-1])
-	r.row[0] = r.codes[k]
-	r.row[1] = r.programme
-	r.row[2] = r.first + int64(k/r.perBook)
-	r.row[3] = int16(k%r.perBook + 1)
-	r.row[4] = r.faceValue
-	return r.row, nil
-}
-
-func (r *voucherRows) Err() error { return nil }
 
 func notFunded(books int32, needed, available int64) error {
 	return fault.New(fault.FailedPrecondition, "PROGRAMME_NOT_FUNDED",
@@ -329,13 +234,17 @@ func (s *Service) HandOutBook(ctx context.Context, p auth.Principal, key string,
 			codes              []int64
 			territories        []string
 			validUntil         time.Time
+			slots              bookSlots
+			faceValue          int64
 		)
 		err := tx.QueryRow(ctx, `
-			SELECT b.distributor_id, b.status, b.voucher_codes, p.territories, p.valid_until, p.status
-			  FROM books b JOIN programmes p ON p.id = b.programme_id
+			SELECT b.distributor_id, b.status, b.voucher_codes, p.territories, p.valid_until, p.status,
+			       o.code_key, p.code_prefix, p.vouchers_per_book, p.face_value_cents
+			  FROM books b JOIN programmes p ON p.id = b.programme_id JOIN book_orders o ON o.id = b.order_id
 			 WHERE b.programme_id = $1 AND b.number = $2
 			   FOR UPDATE OF b`, spec.Book.Programme, spec.Book.Number).Scan(
-			&dist, &status, &codes, &territories, &validUntil, &progStatus)
+			&dist, &status, &codes, &territories, &validUntil, &progStatus,
+			&slots.key, &slots.prefix, &slots.vouchers, &faceValue)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, bookNotFound(spec.Book)
 		}
@@ -361,13 +270,28 @@ func (s *Service) HandOutBook(ctx context.Context, p auth.Principal, key string,
 		b.Queue(`UPDATE books SET status = 'handed_out', target_public = $3, territory = $4, handed_out_at = $5
 		          WHERE programme_id = $1 AND number = $2`,
 			spec.Book.Programme, spec.Book.Number, spec.TargetPublic, spec.Territory, now)
-		// Voucher rows are locked in code order, like redemption batches do.
-		b.Queue(`SELECT code FROM vouchers WHERE code = ANY($1) ORDER BY code FOR UPDATE`, codes)
-		b.Queue(`UPDATE vouchers SET status = 'available' WHERE code = ANY($1) AND status = 'in_stock'`, codes)
+		if codes != nil {
+			// Drawn codes (orders before keyed codes): the rows exist since issuance. They are
+			// locked in code order, like redemption batches do.
+			b.Queue(`SELECT code FROM vouchers WHERE code = ANY($1) ORDER BY code FOR UPDATE`, codes)
+			b.Queue(`UPDATE vouchers SET status = 'available' WHERE code = ANY($1) AND status = 'in_stock'`, codes)
+		} else {
+			// Keyed codes: the vouchers get their rows now, the first time one can be used.
+			slots.book = spec.Book.Number
+			keyed, err := s.codesOf(slots)
+			if err != nil {
+				return nil, fmt.Errorf("hand out book %s: %w", spec.Book, err)
+			}
+			b.Queue(`
+				INSERT INTO vouchers (code, programme_id, book_number, position, face_value_cents, status)
+				SELECT u.code, $2, $3, u.position, $4, 'available'
+				  FROM unnest($1::bigint[]) WITH ORDINALITY AS u(code, position)`,
+				keyed, spec.Book.Programme, spec.Book.Number, faceValue)
+		}
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return nil, fmt.Errorf("hand out book %s: %w", spec.Book, err)
 		}
-		return getBook(ctx, tx, spec.Book)
+		return s.getBook(ctx, tx, spec.Book)
 	})
 }
 
@@ -405,11 +329,14 @@ func (s *Service) CancelBook(ctx context.Context, p auth.Principal, key string, 
 			dist   uuid.UUID
 			status string
 			codes  []int64
+			value  int64
 		)
 		err := tx.QueryRow(ctx, `
-			SELECT distributor_id, status, voucher_codes FROM books
-			 WHERE programme_id = $1 AND number = $2 FOR UPDATE`, spec.Book.Programme, spec.Book.Number).Scan(
-			&dist, &status, &codes)
+			SELECT b.distributor_id, b.status, b.voucher_codes,
+			       p.face_value_cents * coalesce(cardinality(b.voucher_codes), p.vouchers_per_book)
+			  FROM books b JOIN programmes p ON p.id = b.programme_id
+			 WHERE b.programme_id = $1 AND b.number = $2 FOR UPDATE OF b`, spec.Book.Programme, spec.Book.Number).Scan(
+			&dist, &status, &codes, &value)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, bookNotFound(spec.Book)
 		}
@@ -422,18 +349,16 @@ func (s *Service) CancelBook(ctx context.Context, p auth.Principal, key string, 
 		if status != BookInStock {
 			return nil, bookNotInStock(spec.Book, status)
 		}
-		// Voucher rows are locked in code order, like redemption batches do.
-		var value int64
-		if err := tx.QueryRow(ctx, `
-			WITH v AS (SELECT code, face_value_cents FROM vouchers WHERE code = ANY($1) AND status = 'in_stock'
-			            ORDER BY code FOR UPDATE)
-			SELECT coalesce(sum(face_value_cents), 0) FROM v`, codes).Scan(&value); err != nil {
-			return nil, fmt.Errorf("cancel book %s: %w", spec.Book, err)
-		}
+		// A book in stock has had nothing happen to its vouchers: its whole face value returns.
+		// Vouchers of keyed books have no rows yet (their status is the book's); those of books
+		// with drawn codes are voided, locked in code order like redemption batches do.
 		now := s.now().UTC().Truncate(time.Microsecond)
 		b := &pgx.Batch{}
-		b.Queue(`UPDATE vouchers SET status = 'voided', held_by = NULL, held_until = NULL
-		          WHERE code = ANY($1) AND status = 'in_stock'`, codes)
+		if codes != nil {
+			b.Queue(`SELECT code FROM vouchers WHERE code = ANY($1) ORDER BY code FOR UPDATE`, codes)
+			b.Queue(`UPDATE vouchers SET status = 'voided', held_by = NULL, held_until = NULL
+			          WHERE code = ANY($1) AND status = 'in_stock'`, codes)
+		}
 		b.Queue(`UPDATE books SET status = 'cancelled', closed_at = $3 WHERE programme_id = $1 AND number = $2`,
 			spec.Book.Programme, spec.Book.Number, now)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
@@ -453,15 +378,16 @@ func (s *Service) CancelBook(ctx context.Context, p auth.Principal, key string, 
 				return nil, fmt.Errorf("cancel book %s: %w", spec.Book, err)
 			}
 		}
-		return getBook(ctx, tx, spec.Book)
+		return s.getBook(ctx, tx, spec.Book)
 	})
 }
 
 const bookSelect = `
 	SELECT b.programme_id, b.number, b.distributor_id, b.status, coalesce(b.target_public, false),
 	       coalesce(b.territory, ''), b.handed_out_at, b.voucher_codes,
-	       p.face_value_cents * cardinality(b.voucher_codes)
-	  FROM books b JOIN programmes p ON p.id = b.programme_id`
+	       o.code_key, p.code_prefix, p.vouchers_per_book,
+	       p.face_value_cents * coalesce(cardinality(b.voucher_codes), p.vouchers_per_book)
+	  FROM books b JOIN programmes p ON p.id = b.programme_id JOIN book_orders o ON o.id = b.order_id`
 
 // bookScope is the SQL condition on book b for the caller in $1 (role) and $2 (org).
 const bookScope = `
@@ -470,18 +396,26 @@ const bookScope = `
 	 OR ($1 = 'funder' AND EXISTS (SELECT 1 FROM programme_funders sf
 	                                WHERE sf.programme_id = b.programme_id AND sf.funder_id = $2)))`
 
-func scanBook(row pgx.Row) (*Book, error) {
+func (s *Service) scanBook(row pgx.Row) (*Book, error) {
 	var (
 		b     Book
 		at    *time.Time
 		codes []int64
+		slots bookSlots
 	)
 	if err := row.Scan(&b.Programme, &b.Number, &b.Distributor, &b.Status, &b.TargetPublic, &b.Territory,
-		&at, &codes, &b.FaceValueCents); err != nil {
+		&at, &codes, &slots.key, &slots.prefix, &slots.vouchers, &b.FaceValueCents); err != nil {
 		return nil, err
 	}
 	if at != nil {
 		b.HandedOutAt = at.UTC()
+	}
+	if codes == nil {
+		slots.book = b.Number
+		var err error
+		if codes, err = s.codesOf(slots); err != nil {
+			return nil, err
+		}
 	}
 	b.Codes = make([]vcode.Code, len(codes))
 	for i, c := range codes {
@@ -490,8 +424,8 @@ func scanBook(row pgx.Row) (*Book, error) {
 	return &b, nil
 }
 
-func getBook(ctx context.Context, q ledger.Querier, ref BookRef) (*Book, error) {
-	b, err := scanBook(q.QueryRow(ctx, bookSelect+` WHERE b.programme_id = $1 AND b.number = $2`, ref.Programme, ref.Number))
+func (s *Service) getBook(ctx context.Context, q ledger.Querier, ref BookRef) (*Book, error) {
+	b, err := s.scanBook(q.QueryRow(ctx, bookSelect+` WHERE b.programme_id = $1 AND b.number = $2`, ref.Programme, ref.Number))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, bookNotFound(ref)
 	}
@@ -503,7 +437,7 @@ func getBook(ctx context.Context, q ledger.Querier, ref BookRef) (*Book, error) 
 
 // GetBook returns a book the caller may see (see the package doc), or BOOK_NOT_FOUND.
 func (s *Service) GetBook(ctx context.Context, p auth.Principal, ref BookRef) (*Book, error) {
-	b, err := scanBook(s.l.Pool().QueryRow(ctx, bookSelect+` WHERE b.programme_id = $3 AND b.number = $4 AND `+bookScope,
+	b, err := s.scanBook(s.l.Pool().QueryRow(ctx, bookSelect+` WHERE b.programme_id = $3 AND b.number = $4 AND `+bookScope,
 		string(p.Role), p.Org, ref.Programme, ref.Number))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, bookNotFound(ref)
@@ -568,7 +502,7 @@ func (s *Service) ListBooks(ctx context.Context, p auth.Principal, f BookFilter,
 	defer rows.Close()
 	var out []*Book
 	for rows.Next() {
-		b, err := scanBook(rows)
+		b, err := s.scanBook(rows)
 		if err != nil {
 			return nil, "", fmt.Errorf("list books: %w", err)
 		}
@@ -583,4 +517,33 @@ func (s *Service) ListBooks(ctx context.Context, p auth.Principal, f BookFilter,
 		next = encodeToken(BookRef{Programme: out[n-1].Programme, Number: out[n-1].Number}.String())
 	}
 	return out, next, nil
+}
+
+// bookSlots is what makes the codes of a keyed book: its order's key, its programme's prefix,
+// its number and how many vouchers it holds. key is nil for books with drawn codes.
+type bookSlots struct {
+	key      *string
+	prefix   int32
+	book     int64
+	vouchers int32
+}
+
+// codesOf returns the codes of a keyed book, in position order.
+func (s *Service) codesOf(b bookSlots) ([]int64, error) {
+	if b.key == nil {
+		return nil, fmt.Errorf("book %d of prefix %d has neither drawn nor keyed codes", b.book, b.prefix)
+	}
+	k, ok := s.keys.Key(*b.key)
+	if !ok {
+		return nil, fmt.Errorf("voucher key %q of book %d is not loaded (see passnumd -voucher-keys)", *b.key, b.book)
+	}
+	codes := make([]int64, b.vouchers)
+	for i := range codes {
+		c, err := k.Code(vcode.Slot{Prefix: uint32(b.prefix), Book: b.book, Position: i + 1})
+		if err != nil {
+			return nil, err
+		}
+		codes[i] = int64(c)
+	}
+	return codes, nil
 }

@@ -35,15 +35,18 @@
 // budget. Orders of a programme are serialised by the lock on the programme's row (taken by
 // the UPDATE that allocates the book numbers), which gives the budget read "for update"
 // semantics: nothing else spends the unissued budget without that lock except close-out, and
-// the never-negative CHECK on accounts is the last guard. Codes are 60 random bits
-// (internal/vcode); vouchers and books are written with COPY, the vouchers inside a savepoint
-// so that a code colliding with an existing voucher (the primary key) is simply drawn again.
+// the never-negative CHECK on accounts is the last guard. The books are written with COPY and
+// carry no codes: a voucher's code is its slot (programme prefix, book number, position)
+// encrypted under the order's key (internal/vcode, "Keyed codes"), unique by construction.
 //
 // Books. A book is in stock until its distributor hands it out (only a target-public flag and
 // a département among the programme's territories are kept, never an identity), which makes
-// its vouchers available; this is refused once the programme's validity has ended. The
-// operator or the distributor may cancel a book still in stock: the book is cancelled, its
-// vouchers voided and their value returns to the unissued budget.
+// its vouchers available; this is refused once the programme's validity has ended. Hand-out
+// is when a keyed book's vouchers get their rows; before it, a code is found through its
+// slot and reads as its book's status. The operator or the distributor may cancel a book
+// still in stock: the book is cancelled, its vouchers voided and their value returns to the
+// unissued budget. Books ordered before keyed codes (migration 009) keep their drawn codes in
+// books.voucher_codes and their voucher rows from issuance.
 //
 // Vouchers. Any site may check a code (no write). A site may hold an available voucher for 1
 // to 30 minutes (default 10); while the hold runs no other site can hold or redeem it, and the

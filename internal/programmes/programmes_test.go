@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -290,33 +291,91 @@ func TestOrderTenThousandBooks(t *testing.T) {
 	if o.LastNumber != 10_000 || o.Vouchers != 100_000 {
 		t.Fatalf("order: %+v", o)
 	}
-	if n := f.count(`SELECT count(*) FROM vouchers WHERE programme_id = $1 AND status = 'in_stock'`, p.ID); n != 100_000 {
-		t.Fatalf("%d vouchers", n)
+	// Keyed codes: the books are written, their vouchers get rows when handed out.
+	if n := f.count(`SELECT count(*) FROM books WHERE programme_id = $1 AND status = 'in_stock' AND voucher_codes IS NULL`, p.ID); n != 10_000 {
+		t.Fatalf("%d books", n)
+	}
+	if n := f.count(`SELECT count(*) FROM vouchers WHERE programme_id = $1`, p.ID); n != 0 {
+		t.Fatalf("%d voucher rows before any hand-out", n)
 	}
 	f.verify(p.ID)
 }
 
-func TestCodeCollisionDrawsAgain(t *testing.T) {
+// Every voucher of an order has its own code; a code of a book in stock reads as in stock
+// (not unknown), and hand-out gives the vouchers the codes the book showed.
+func TestKeyedCodes(t *testing.T) {
 	f := newFixture(t, Options{})
-	p, book := f.ready()
-	taken := book.Codes[3]
-	draws := 0
-	f.svc.codes = func(n int) ([]vcode.Code, error) {
-		draws++
-		codes, err := vcode.Generate(n)
-		if draws == 1 {
-			codes[n/2] = taken // collides with an existing voucher
+	p := f.programme(f.spec())
+	f.fund(p, f.state, 104_000)
+	f.order(p, f.caf, 5)
+	seen := make(map[vcode.Code]bool)
+	var books []*Book
+	for n := int64(1); n <= 5; n++ {
+		b, err := f.svc.GetBook(f.ctx, f.caf, BookRef{Programme: p.ID, Number: n})
+		f.must(err)
+		if len(b.Codes) != int(p.VouchersPerBook) {
+			t.Fatalf("book %d has %d codes", n, len(b.Codes))
 		}
-		return codes, err
+		for _, c := range b.Codes {
+			if seen[c] {
+				t.Fatalf("code %s twice", c)
+			}
+			seen[c] = true
+		}
+		books = append(books, b)
 	}
-	o := f.order(p, f.caf, 3)
-	if draws != 2 {
-		t.Fatalf("%d draws, want 2", draws)
+	in := books[1].Codes[2]
+	v, err := f.svc.CheckVoucher(f.ctx, f.op, in.String())
+	f.must(err)
+	if v.Status != VoucherInStock || v.Book != 2 || v.Programme != p.ID || v.FaceValueCents != p.FaceValueCents {
+		t.Fatalf("check of a voucher in stock: %+v", v)
 	}
-	if n := f.count(`SELECT count(*) FROM vouchers WHERE book_number BETWEEN $1 AND $2`, o.FirstNumber, o.LastNumber); n != 30 {
-		t.Fatalf("%d vouchers in the order", n)
+	_, err = f.redeem(f.sites[0], in.String())
+	wantFault(t, err, "VOUCHER_NOT_ACTIVE")
+
+	handed := f.handOut(f.caf, p, 2)
+	if !slices.Equal(handed.Codes, books[1].Codes) {
+		t.Fatalf("codes after hand-out %v, before %v", handed.Codes, books[1].Codes)
 	}
+	if n := f.count(`SELECT count(*) FROM vouchers WHERE programme_id = $1 AND book_number = 2 AND status = 'available'`, p.ID); n != int64(p.VouchersPerBook) {
+		t.Fatalf("%d voucher rows after hand-out", n)
+	}
+	r, err := f.redeem(f.sites[0], in.String())
+	f.must(err)
+	if r.Code != in || r.AmountCents != p.FaceValueCents {
+		t.Fatalf("redemption %+v", r)
+	}
+
+	// Cancelled in stock: its vouchers read as voided and its value is back.
+	_, err = f.svc.CancelBook(f.ctx, f.caf, key(), CancelSpec{Book: BookRef{Programme: p.ID, Number: 3}})
+	f.must(err)
+	v, err = f.svc.CheckVoucher(f.ctx, f.op, books[2].Codes[0].String())
+	f.must(err)
+	if v.Status != VoucherVoided {
+		t.Fatalf("voucher of a cancelled book: %+v", v)
+	}
+
+	// A code made with another key, or typed at random, is no voucher.
+	other := vcode.RandomKeyring().Current()
+	foreign, err := other.Code(vcode.Slot{Prefix: 1, Book: 1, Position: 1})
+	f.must(err)
+	_, err = f.svc.CheckVoucher(f.ctx, f.op, foreign.String())
+	wantFault(t, err, "VOUCHER_NOT_FOUND")
 	f.verify(p.ID)
+}
+
+// A service without the key of an order cannot show its codes, and says why.
+func TestBookCodesNeedTheirKey(t *testing.T) {
+	f := newFixture(t, Options{})
+	p := f.programme(f.spec())
+	f.fund(p, f.state, 104_000)
+	f.order(p, f.caf, 1)
+	stranger := New(f.l, Options{VoucherKeys: vcode.RandomKeyring()})
+	t.Cleanup(stranger.Close)
+	_, err := stranger.GetBook(f.ctx, f.caf, BookRef{Programme: p.ID, Number: 1})
+	if err == nil || !strings.Contains(err.Error(), "not loaded") {
+		t.Fatalf("GetBook without the order's key: %v", err)
+	}
 }
 
 func TestHandOutRefusals(t *testing.T) {

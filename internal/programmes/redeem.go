@@ -265,8 +265,17 @@ func (s *Service) redeemBatch(ctx context.Context, tx pgx.Tx, items []*redeemIte
 	for _, it := range pending {
 		v := vouchers[it.code]
 		if v == nil {
-			it.err = voucherNotFound(it.code)
-			continue
+			// No row: a voucher of a book never handed out, or no voucher at all. Rare, so
+			// read one at a time; nothing of such a voucher can change in this transaction.
+			bv, err := s.bookVoucher(ctx, tx, it.code)
+			if _, ok := fault.As(err); err != nil && !ok {
+				return err
+			}
+			if err != nil {
+				it.err = err
+				continue
+			}
+			v = bv
 		}
 		if err := voucherRefusal(it.site, v, it.date, now); err != nil {
 			it.err = err

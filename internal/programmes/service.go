@@ -26,6 +26,10 @@ type Options struct {
 	RedeemExecutors int
 	// RedeemMaxBatch bounds the redemptions committed in one transaction (default 256).
 	RedeemMaxBatch int
+	// VoucherKeys makes and reads voucher codes (internal/vcode). nil is a new random key,
+	// for tests and tools only: passnumd always loads its key file, since codes made with a
+	// key that is gone can no longer be read.
+	VoucherKeys *vcode.Keyring
 }
 
 // Service runs the voucher lifecycle over a ledger. It starts the redemption executors;
@@ -34,13 +38,16 @@ type Service struct {
 	l        *ledger.Ledger
 	log      *slog.Logger
 	now      func() time.Time
-	codes    func(n int) ([]vcode.Code, error)
+	keys     *vcode.Keyring
 	redeemer *redeemer
 }
 
 // New returns a Service over l and starts its redemption executors.
 func New(l *ledger.Ledger, opts Options) *Service {
-	s := &Service{l: l, log: opts.Logger, now: opts.Now, codes: vcode.Generate}
+	s := &Service{l: l, log: opts.Logger, now: opts.Now, keys: opts.VoucherKeys}
+	if s.keys == nil {
+		s.keys = vcode.RandomKeyring()
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

@@ -116,11 +116,12 @@ func scanVoucher(row pgx.Row) (*voucherRow, error) {
 	return &v, nil
 }
 
-// lockVoucher reads one voucher for update, with its last redemption if it is redeemed.
-func lockVoucher(ctx context.Context, tx pgx.Tx, code vcode.Code) (*voucherRow, error) {
+// lockVoucher reads one voucher for update, with its last redemption if it is redeemed. A
+// voucher without a row of its own is its book's (bookVoucher): nothing of it can change.
+func (s *Service) lockVoucher(ctx context.Context, tx pgx.Tx, code vcode.Code) (*voucherRow, error) {
 	v, err := scanVoucher(tx.QueryRow(ctx, voucherSelect+` WHERE v.code = $1 FOR UPDATE OF v`, int64(code)))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, voucherNotFound(code)
+		return s.bookVoucher(ctx, tx, code)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("lock voucher %s: %w", code, err)
@@ -186,6 +187,52 @@ func scanLastRedemptions(rows pgx.Rows, vouchers map[vcode.Code]*voucherRow) err
 		}
 	}
 	return rows.Err()
+}
+
+// bookVoucher reads a voucher that has no row of its own: a keyed voucher of a book that was
+// never handed out, whose status is its book's (in stock, cancelled or expired). Its code is
+// tried against each key; VOUCHER_NOT_FOUND when no book holds it.
+func (s *Service) bookVoucher(ctx context.Context, q ledger.Querier, c vcode.Code) (*voucherRow, error) {
+	for _, k := range s.keys.Keys() {
+		slot, ok, err := k.Slot(c)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		v := voucherRow{code: c}
+		var bookStatus string
+		err = q.QueryRow(ctx, `
+			SELECT b.programme_id, b.number, p.face_value_cents, b.status,
+			       p.valid_until, p.grace_days, p.territories, p.status, b.handed_out_at
+			  FROM programmes p
+			  JOIN books b ON b.programme_id = p.id AND b.number = $2
+			  JOIN book_orders o ON o.id = b.order_id
+			 WHERE p.code_prefix = $1 AND $3 <= p.vouchers_per_book
+			   AND o.code_key = $4 AND b.voucher_codes IS NULL`,
+			int32(slot.Prefix), slot.Book, slot.Position, k.ID()).Scan(
+			&v.programme, &v.book, &v.faceValue, &bookStatus,
+			&v.validUntil, &v.graceDays, &v.territories, &v.progStatus, &v.handedOutAt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("voucher %s: read its book: %w", c, err)
+		}
+		switch bookStatus {
+		case BookInStock:
+			v.status = VoucherInStock
+		case BookCancelled:
+			v.status = VoucherVoided
+		case BookExpired:
+			v.status = VoucherExpired
+		default:
+			return nil, fmt.Errorf("voucher %s: book %d is %s but the voucher has no row", c, v.book, bookStatus)
+		}
+		return &v, nil
+	}
+	return nil, voucherNotFound(c)
 }
 
 // Refusals of a redemption or a hold; see the package doc for their order.
@@ -323,7 +370,7 @@ func (s *Service) CheckVoucher(ctx context.Context, p auth.Principal, code strin
 	}
 	v, err := scanVoucher(s.l.Pool().QueryRow(ctx, voucherSelect+` WHERE v.code = $1`, int64(c)))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, voucherNotFound(c)
+		v, err = s.bookVoucher(ctx, s.l.Pool(), c)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("check voucher %s: %w", c, err)
@@ -366,7 +413,7 @@ func (s *Service) HoldVoucher(ctx context.Context, p auth.Principal, key string,
 		if !site.QualifiedOn(today) {
 			return nil, siteNotQualified(site, today)
 		}
-		v, err := lockVoucher(ctx, tx, c)
+		v, err := s.lockVoucher(ctx, tx, c)
 		if err != nil {
 			return nil, err
 		}
@@ -434,7 +481,7 @@ func (s *Service) ReverseRedemption(ctx context.Context, p auth.Principal, key s
 }
 
 func (s *Service) reverse(ctx context.Context, tx pgx.Tx, p auth.Principal, key string, reqHash []byte, c vcode.Code, sp *ReverseSpec) (*Reversal, error) {
-	v, err := lockVoucher(ctx, tx, c)
+	v, err := s.lockVoucher(ctx, tx, c)
 	if err != nil {
 		return nil, err
 	}
