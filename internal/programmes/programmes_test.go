@@ -828,3 +828,38 @@ func BenchmarkRedeem(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "redemptions/s")
 }
+
+// The database holds the books' rules that replaced their foreign key to the order, even for
+// the schema's owner: a book needs an existing order, never changes order, and orders are
+// never edited or deleted.
+func TestBookOrderRules(t *testing.T) {
+	f := newFixture(t, Options{})
+	p := f.programme(f.spec())
+	f.fund(p, f.state, 104_000)
+	o := f.order(p, f.caf, 2)
+	for _, c := range []struct {
+		name, sql string
+		args      []any
+		sqlstate  string
+	}{
+		{"book of an unknown order", `INSERT INTO books (programme_id, number, order_id, distributor_id) VALUES ($1, 99, $2, $3)`,
+			[]any{p.ID, uuid.New(), f.caf.Org}, "23503"},
+		{"book moved to another order", `UPDATE books SET order_id = $2 WHERE programme_id = $1 AND number = 1`,
+			[]any{p.ID, uuid.New()}, "42501"},
+		{"book given to another distributor", `UPDATE books SET distributor_id = $2 WHERE programme_id = $1 AND number = 1`,
+			[]any{p.ID, f.mairie.Org}, "42501"},
+		{"order edited", `UPDATE book_orders SET books = 1 WHERE id = $1`, []any{o.ID}, "42501"},
+		{"order deleted", `DELETE FROM book_orders WHERE id = $1`, []any{o.ID}, "42501"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := f.db.Owner.Exec(f.ctx, c.sql, c.args...)
+			if code, _ := pgConstraint(err); code != c.sqlstate {
+				t.Fatalf("err = %v, want SQLSTATE %s", err, c.sqlstate)
+			}
+		})
+	}
+	if n := f.count(`SELECT count(*) FROM books WHERE programme_id = $1 AND order_id = $2`, p.ID, o.ID); n != 2 {
+		t.Fatalf("%d books of the order", n)
+	}
+	f.verify(p.ID)
+}
