@@ -19,7 +19,7 @@ PROTO_ROOT  := proto
 PROTO_FILES := $(wildcard $(PROTO_ROOT)/passnum/v1/*.proto)
 
 # Packages with fuzz targets (FuzzXxx); `make fuzz` runs each target for FUZZTIME.
-FUZZ_PKGS ?= ./internal/vcode ./internal/ident ./internal/sepa ./internal/orgs
+FUZZ_PKGS ?= ./internal/vcode ./internal/ident ./internal/sepa ./internal/orgs ./internal/auth
 FUZZTIME  ?= 30s
 
 .PHONY: help
