@@ -103,7 +103,7 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&o.issueBooks, "issue-books", 100_000, "books of the issuance scenario's order (10 vouchers each)")
 	fs.Int64Var(&o.reportRedemptions, "report-redemptions", 1_000_000, "redemptions generated for the report scenario when -report-data has no data")
 	fs.StringVar(&o.reportData, "report-data", filepath.Join("var", "bench"), "data directory of `make bench-data` (10 M redemptions), measured if present")
-	fs.BoolVar(&o.cpuProfile, "cpuprofile", false, "save a 20 s CPU profile of passnumd under the throughput load to <out>/passnumd.cpu.pprof")
+	fs.BoolVar(&o.cpuProfile, "cpuprofile", false, "save 20 s CPU profiles of passnumd under the throughput load and the latency run to <out>/passnumd.cpu.pprof and passnumd.latency.cpu.pprof")
 	fs.BoolVar(&o.pgStats, "pgstats", false, "load pg_stat_statements and print the statements that took the most time in the throughput window")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (PostgreSQL data, passnumd log) for inspection")
 	if err := fs.Parse(args); err != nil {

@@ -119,7 +119,7 @@ func (b *bench) throughputRun(ctx context.Context, r *redeemer, postmaster int) 
 			profWG.Add(1)
 			go func() {
 				defer profWG.Done()
-				profErr = b.profile(profileCtx)
+				profErr = b.profile(profileCtx, "passnumd.cpu.pprof", b.o.duration)
 			}()
 		}
 	}
@@ -187,7 +187,22 @@ func (b *bench) latencyRun(ctx context.Context, r *redeemer, first int, rate, pe
 	if err != nil {
 		return latencyRun{}, err
 	}
+	var (
+		profWG  sync.WaitGroup
+		profErr error
+	)
+	if b.o.cpuProfile {
+		profWG.Add(1)
+		go func() {
+			defer profWG.Done()
+			profErr = b.profile(ctx, "passnumd.latency.cpu.pprof", b.o.latencyDuration)
+		}()
+	}
 	lr, err := r.openLoop(ctx, first, rate, b.o.latencyDuration)
+	profWG.Wait()
+	if profErr != nil {
+		b.log.Warn("CPU profile", "error", profErr)
+	}
 	if err != nil {
 		return lr, err
 	}
@@ -244,14 +259,15 @@ func (b *bench) writeTimeline(lr *latencyRun) (worst int, worstP99 time.Duration
 	return lr.timeline(f)
 }
 
-// profile saves a CPU profile of passnumd taken from now.
-func (b *bench) profile(ctx context.Context) error {
-	secs := min(profileSeconds, int(b.o.duration.Seconds()))
+// profile saves as name a CPU profile of passnumd taken from now, for at most
+// profileSeconds and within a run of length run.
+func (b *bench) profile(ctx context.Context, name string, run time.Duration) error {
+	secs := max(1, min(profileSeconds, int(run.Seconds())-1))
 	dir := b.outDir()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	path := filepath.Join(dir, "passnumd.cpu.pprof")
+	path := filepath.Join(dir, name)
 	f, err := os.Create(path)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -215,11 +216,13 @@ func (s *supply) ensure(ctx context.Context, n int) error {
 	return nil
 }
 
-// take removes n vouchers from the supply.
+// take removes n vouchers from the supply, in random order: in the field a book's vouchers
+// are used over weeks, mostly one at a time, not by consecutive requests a millisecond apart.
 func (s *supply) take(n int) []string {
 	n = min(n, len(s.codes))
 	out := s.codes[:n:n]
 	s.codes = s.codes[n:]
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	return out
 }
 

@@ -4,9 +4,11 @@
 // # Where the figures come from
 //
 // Reports never scan the event tables. Statement-level triggers with transition tables (the
-// reports migration) keep one aggregate row per (programme, month, distributor, site,
-// territory) in report_spend, in the same transaction as every event and whatever path wrote
-// it (API, COPY, batches, close-out, raw SQL). A report is then one grouped scan of those rows,
+// reports migration) keep aggregate rows per (programme, month, distributor, site, territory)
+// in report_spend, in the same transaction as every event and whatever path wrote it (API,
+// COPY, batches, close-out, raw SQL). A key has one row per slot its writers used (migration
+// 009: concurrent writers of a programme take different slots, so they never wait on each
+// other's rows), and readers sum over slots. A report is then one grouped scan of those rows,
 // read in one snapshot (ledger.RunInSnapshot, read-only), so it can run on a read replica.
 //
 // # Measures and their months
