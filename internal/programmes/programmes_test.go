@@ -829,14 +829,16 @@ func BenchmarkRedeem(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "redemptions/s")
 }
 
-// The database holds the books' rules that replaced their foreign key to the order, even for
-// the schema's owner: a book needs an existing order, never changes order, and orders are
-// never edited or deleted.
+// The database holds the rules that replaced foreign keys checked row by row, even for the
+// schema's owner: a book needs an existing order, never changes order, and orders are never
+// edited or deleted (010); a redemption needs its voucher and site, which keep their keys and
+// are never deleted (011).
 func TestBookOrderRules(t *testing.T) {
 	f := newFixture(t, Options{})
 	p := f.programme(f.spec())
 	f.fund(p, f.state, 104_000)
 	o := f.order(p, f.caf, 2)
+	f.handOut(f.caf, p, 1) // voucher rows to protect
 	for _, c := range []struct {
 		name, sql string
 		args      []any
@@ -850,6 +852,15 @@ func TestBookOrderRules(t *testing.T) {
 			[]any{p.ID, f.mairie.Org}, "42501"},
 		{"order edited", `UPDATE book_orders SET books = 1 WHERE id = $1`, []any{o.ID}, "42501"},
 		{"order deleted", `DELETE FROM book_orders WHERE id = $1`, []any{o.ID}, "42501"},
+		{"redemption of an unknown voucher", `
+			INSERT INTO redemptions (voucher_code, round, programme_id, site_id, service, minutes, service_date,
+			                         amount_cents, redeemed_at, tx_id)
+			VALUES (12345, 1, $1, $2, 'x', 60, current_date, 1000, now(), $3)`,
+			[]any{p.ID, f.sites[0].Org, uuid.New()}, "23503"},
+		{"voucher deleted", `DELETE FROM vouchers WHERE programme_id = $1`, []any{p.ID}, "42501"},
+		{"voucher code changed", `UPDATE vouchers SET code = code + 1 WHERE programme_id = $1`, []any{p.ID}, "42501"},
+		{"site deleted", `DELETE FROM sites WHERE org_id = $1`, []any{f.sites[0].Org}, "42501"},
+		{"site key changed", `UPDATE sites SET org_id = gen_random_uuid() WHERE org_id = $1`, []any{f.sites[0].Org}, "42501"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := f.db.Owner.Exec(f.ctx, c.sql, c.args...)
