@@ -17,13 +17,7 @@ func TestPostingsNeedTheirTransactionAndAccounts(t *testing.T) {
 	p := newProgramme(t, e, 1, 1)
 	p.fund(t, e, p.Funders[0], 10_000)
 	ctx := context.Background()
-	ids := map[ledger.AccountKind]int64{}
-	for _, b := range mustBalances(t, e.db.Owner, p.ID) {
-		ids[b.Account.Kind] = b.ID
-	}
-	insertTx := `
-		INSERT INTO transactions (programme_id, seq, id, kind, effective_at, recorded_at, org_id, prev_hash, hash)
-		VALUES ($1, 2, $2, 'transfer', now(), now(), $3, $4, $4)`
+	ids := accountIDs(t, e, p.ID)
 	zero := make([]byte, 32)
 	tests := []struct {
 		name       string

@@ -13,6 +13,22 @@ import (
 	"github.com/passnum/passnum/ledger"
 )
 
+// insertTx writes transaction seq 2 of programme $1 as raw SQL ($2 id, $3 org, $4 both
+// hashes); the chain values do not matter to the database.
+const insertTx = `
+	INSERT INTO transactions (programme_id, seq, id, kind, effective_at, recorded_at, org_id, prev_hash, hash)
+	VALUES ($1, 2, $2, 'transfer', now(), now(), $3, $4, $4)`
+
+// accountIDs returns the ids of a programme's accounts by kind.
+func accountIDs(t testing.TB, e *env, programme uuid.UUID) map[ledger.AccountKind]int64 {
+	t.Helper()
+	ids := map[ledger.AccountKind]int64{}
+	for _, b := range mustBalances(t, e.db.Owner, programme) {
+		ids[b.Account.Kind] = b.ID
+	}
+	return ids
+}
+
 // The database, not only Post, keeps the journal balanced: raw SQL through the owner
 // (superuser) connection is refused too.
 func TestDatabaseRefusesUnbalancedJournal(t *testing.T) {
@@ -21,11 +37,7 @@ func TestDatabaseRefusesUnbalancedJournal(t *testing.T) {
 	p.fund(t, e, p.Funders[0], 10_000)
 	ctx := context.Background()
 
-	// Account ids of the programme.
-	ids := map[ledger.AccountKind]int64{}
-	for _, b := range mustBalances(t, e.db.Owner, p.ID) {
-		ids[b.Account.Kind] = b.ID
-	}
+	ids := accountIDs(t, e, p.ID)
 	// Two accounts without postings yet.
 	var fees, payable int64
 	if err := e.db.Owner.QueryRow(ctx, `
@@ -39,11 +51,6 @@ func TestDatabaseRefusesUnbalancedJournal(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// insertTx writes transaction seq 2 of the programme as raw SQL; the chain values do not
-	// matter to the database.
-	insertTx := `
-		INSERT INTO transactions (programme_id, seq, id, kind, effective_at, recorded_at, org_id, prev_hash, hash)
-		VALUES ($1, 2, $2, 'transfer', now(), now(), $3, $4, $4)`
 	zero := make([]byte, 32)
 
 	tests := []struct {
