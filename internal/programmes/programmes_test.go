@@ -425,8 +425,9 @@ func TestRedeemRefusals(t *testing.T) {
 	f.must(err)
 	cancelled, err := f.svc.CancelBook(f.ctx, f.op, key(), CancelSpec{Book: BookRef{Programme: p.ID, Number: 3}})
 	f.must(err)
-	unknown, err := vcode.New()
+	drawn, err := vcode.Generate(1)
 	f.must(err)
+	unknown := drawn[0]
 	today := civil.DateOf(f.clock.Now())
 	okCode := book.Codes[2].String()
 	typo := []byte(okCode)

@@ -55,7 +55,7 @@ import (
 
 // Code is a voucher code: a value in [0, 2⁶⁰). It is an int64 so that it maps directly to the
 // database's bigint column; every value in the range is a valid code, and values outside it
-// (negative, or 2⁶⁰ and above) are never produced by New, Generate or Parse.
+// (negative, or 2⁶⁰ and above) are never produced by Generate, a Key or Parse.
 type Code int64
 
 // Bits is the number of data bits in a code.
@@ -151,20 +151,10 @@ func (c Code) appendText(b []byte) []byte {
 	return append(b, '-', alphabet[check(v)])
 }
 
-// New returns a fresh random code.
-func New() (Code, error) {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return 0, fmt.Errorf("vcode: read random bits: %w", err)
-	}
-	return Code(binary.LittleEndian.Uint64(b[:]) & mask), nil
-}
-
-// Generate returns n fresh random codes, reading the system's random source in large chunks.
-//
-// The codes are not checked for uniqueness, here or against codes already issued: among a
-// million codes two are equal with probability about 4·10⁻⁷, and the database's unique index on
-// voucher codes is the one authority that can see every batch. Callers retry on a conflict.
+// Generate returns n random codes, reading the system's random source in large chunks. Books
+// get keyed codes (keyed.go); drawn codes are what books ordered before keyed codes carry, and
+// what the benchmark's baseline and the tests need (codes that no book holds, with high
+// probability: they are not checked for uniqueness).
 func Generate(n int) ([]Code, error) {
 	if n < 0 {
 		return nil, fmt.Errorf("vcode: negative count %d", n)
