@@ -32,9 +32,6 @@ const (
 	faceValueCents     = 1000
 	validityMonths     = 12
 	graceDays          = 31
-	// Voucher codes are a bijection of a running index (50 slots per book): index × an odd
-	// multiplier mod 2^60, after a random offset.
-	codeMultiplier = 896523748238492917
 )
 
 var departements = []string{"07", "26", "33", "13", "59", "62", "69", "38", "44", "35", "31", "34", "67", "2A",

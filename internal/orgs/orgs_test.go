@@ -32,20 +32,6 @@ func siret(n int) string {
 	return ident.CompleteSIRET(body)
 }
 
-func luhnOK(s string) bool {
-	sum := 0
-	for i := range len(s) {
-		d := int(s[len(s)-1-i] - '0')
-		if i%2 == 1 {
-			if d *= 2; d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
-	}
-	return sum%10 == 0
-}
-
 type env struct {
 	db       *testdb.DB
 	svc      *Service

@@ -2,14 +2,12 @@ package payouts
 
 import (
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/passnum/passnum/internal/auth"
 	"github.com/passnum/passnum/internal/civil"
@@ -132,11 +130,4 @@ func requireKey(key string) error {
 		return ledger.ErrKeyRequired
 	}
 	return nil
-}
-
-// pgError returns the PostgreSQL error in err, if any.
-func pgError(err error) (*pgconn.PgError, bool) {
-	var pe *pgconn.PgError
-	ok := errors.As(err, &pe)
-	return pe, ok
 }
