@@ -98,7 +98,7 @@ func (c *accountCache) get(r AccountRef) (int64, bool) {
 }
 
 // resolveAccounts returns the id of every ref, opening the accounts that do not exist yet.
-func (l *Ledger) resolveAccounts(ctx context.Context, tx pgx.Tx, refs []AccountRef) (map[AccountRef]int64, error) {
+func (l *Ledger) resolveAccounts(ctx context.Context, tx Execer, refs []AccountRef) (map[AccountRef]int64, error) {
 	ids := make(map[AccountRef]int64, len(refs))
 	var missing []AccountRef
 	for _, r := range refs {

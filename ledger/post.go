@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
@@ -129,6 +130,45 @@ func (e *Entry) validate() error {
 // chain lock and the hot "outstanding" account: one chain-head update and one balance update
 // per account per call, whatever the number of entries.
 func (l *Ledger) Post(ctx context.Context, tx pgx.Tx, entries ...Entry) ([]Posted, error) {
+	pp, err := l.PreparePost(ctx, tx, entries...)
+	if err != nil || pp == nil {
+		return nil, err
+	}
+	b := &pgx.Batch{}
+	pp.QueueLock(b)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("post: lock chains: %w", err)
+	}
+	b = &pgx.Batch{}
+	posted, err := pp.QueueWrite(b)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("post %d entries: %w", len(entries), err)
+	}
+	return posted, nil
+}
+
+// Execer runs statements and queries in a transaction: a pgx.Tx or a Pipeline.
+type Execer interface {
+	Querier
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// PendingPost is a Post taken apart for callers that pipeline their own statements with it
+// (a Pipeline): QueueLock adds the chain-head locks to a batch, and once that batch has run,
+// QueueWrite adds the ledger's inserts to the next one. Post is exactly these steps.
+type PendingPost struct {
+	entries    []Entry
+	programmes []uuid.UUID
+	ids        map[AccountRef]int64
+	heads      map[uuid.UUID]*chainHead
+}
+
+// PreparePost validates entries and finds (or opens, in q's transaction) their accounts. It
+// returns nil for no entries.
+func (l *Ledger) PreparePost(ctx context.Context, q Execer, entries ...Entry) (*PendingPost, error) {
 	if len(entries) == 0 {
 		return nil, nil
 	}
@@ -147,41 +187,46 @@ func (l *Ledger) Post(ctx context.Context, tx pgx.Tx, entries ...Entry) ([]Poste
 	}
 	slices.SortFunc(programmes, func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) })
 
-	ids, err := l.resolveAccounts(ctx, tx, refs)
+	ids, err := l.resolveAccounts(ctx, q, refs)
 	if err != nil {
 		return nil, fmt.Errorf("post: %w", err)
 	}
+	return &PendingPost{entries: entries, programmes: programmes, ids: ids,
+		heads: make(map[uuid.UUID]*chainHead, len(programmes))}, nil
+}
 
-	// Lock the chain heads; rows are locked in ORDER BY order. NO KEY UPDATE (what the
-	// head's UPDATE takes anyway) serialises writers of a programme without conflicting with
-	// the KEY SHARE locks that foreign keys to ledger_chains take: with FOR UPDATE, two
-	// transactions opening accounts of one programme at once (each holding KEY SHARE on its
-	// chain head, one waiting for the other's account row) deadlock.
-	heads := make(map[uuid.UUID]*chainHead, len(programmes))
-	rows, err := tx.Query(ctx, `
+// QueueLock queues on b the locks of the chain heads, read when b runs. Rows are locked in
+// ORDER BY order. NO KEY UPDATE (what the head's UPDATE takes anyway) serialises writers of a
+// programme without conflicting with the KEY SHARE locks that foreign keys to ledger_chains
+// take: with FOR UPDATE, two transactions opening accounts of one programme at once (each
+// holding KEY SHARE on its chain head, one waiting for the other's account row) deadlock.
+func (pp *PendingPost) QueueLock(b *pgx.Batch) {
+	b.Queue(`
 		SELECT programme_id, last_seq, last_hash FROM ledger_chains
-		 WHERE programme_id = ANY($1) ORDER BY programme_id FOR NO KEY UPDATE`, programmes)
-	if err != nil {
-		return nil, fmt.Errorf("post: lock chains: %w", err)
-	}
-	for rows.Next() {
-		var h chainHead
-		var p uuid.UUID
-		if err := rows.Scan(&p, &h.seq, &h.hash); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("post: lock chains: %w", err)
+		 WHERE programme_id = ANY($1) ORDER BY programme_id FOR NO KEY UPDATE`, pp.programmes).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var h chainHead
+			var p uuid.UUID
+			if err := rows.Scan(&p, &h.seq, &h.hash); err != nil {
+				return fmt.Errorf("post: lock chains: %w", err)
+			}
+			pp.heads[p] = &h
 		}
-		heads[p] = &h
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("post: lock chains: %w", err)
-	}
-	for _, p := range programmes {
+		return rows.Err()
+	})
+}
+
+// QueueWrite queues on b, in one round trip, the transactions, then all postings in ONE
+// statement (the database checks each transaction balances and moves balances once per
+// statement), then the chain heads. The batch of QueueLock must have run.
+func (pp *PendingPost) QueueWrite(b *pgx.Batch) ([]Posted, error) {
+	heads := pp.heads
+	for _, p := range pp.programmes {
 		if heads[p] == nil {
-			return nil, fmt.Errorf("post: programme %s has no ledger chain", p)
+			return nil, fmt.Errorf("post: programme %s has no locked ledger chain", p)
 		}
 	}
+	entries, ids := pp.entries, pp.ids
 
 	// Recorded after the chain lock, so recorded_at follows seq within a programme.
 	now := time.Now().UTC().Truncate(time.Microsecond)
@@ -202,6 +247,7 @@ func (l *Ledger) Post(ctx context.Context, tx pgx.Tx, entries ...Entry) ([]Poste
 		h.seq++
 		id := e.ID
 		if id == uuid.Nil {
+			var err error
 			if id, err = uuid.NewV7(); err != nil {
 				return nil, fmt.Errorf("post: %w", err)
 			}
@@ -243,18 +289,15 @@ func (l *Ledger) Post(ctx context.Context, tx pgx.Tx, entries ...Entry) ([]Poste
 		posted[i] = Posted{ID: id, Programme: rec.Programme, Seq: rec.Seq, RecordedAt: now, Hash: rec.Hash}
 	}
 
-	headProg := make([]pgtype.UUID, 0, len(programmes))
-	headSeq := make([]int64, 0, len(programmes))
-	headHash := make([][]byte, 0, len(programmes))
-	for _, p := range programmes {
+	headProg := make([]pgtype.UUID, 0, len(pp.programmes))
+	headSeq := make([]int64, 0, len(pp.programmes))
+	headHash := make([][]byte, 0, len(pp.programmes))
+	for _, p := range pp.programmes {
 		headProg = append(headProg, pgUUID(p))
 		headSeq = append(headSeq, heads[p].seq)
 		headHash = append(headHash, heads[p].hash)
 	}
 
-	// One round trip: transactions, then all postings in ONE statement (the database checks
-	// each transaction balances and moves balances once per statement), then the chain heads.
-	b := &pgx.Batch{}
 	b.Queue(`
 		INSERT INTO transactions (programme_id, seq, id, kind, effective_at, recorded_at, org_id,
 		                          idempotency_key, request_hash, reverses, metadata, prev_hash, hash)
@@ -271,9 +314,8 @@ func (l *Ledger) Post(ctx context.Context, tx pgx.Tx, entries ...Entry) ([]Poste
 		UPDATE ledger_chains c SET last_seq = h.s, last_hash = h.h
 		  FROM unnest($1::uuid[], $2::bigint[], $3::bytea[]) AS h(p, s, h)
 		 WHERE c.programme_id = h.p`, headProg, headSeq, headHash)
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, fmt.Errorf("post %d entries: %w", n, err)
-	}
+	// The heads now hold the last entry's seq and hash: a second QueueWrite would reuse them.
+	pp.heads = nil
 	return posted, nil
 }
 

@@ -62,25 +62,33 @@ func (l *Ledger) RunInSnapshot(ctx context.Context, op string, fn func(ctx conte
 }
 
 func (l *Ledger) runInTx(ctx context.Context, op string, opts pgx.TxOptions, fn func(ctx context.Context, tx pgx.Tx) error) error {
-	for attempt := 1; ; attempt++ {
-		err := pgx.BeginTxFunc(ctx, l.pool, opts, func(tx pgx.Tx) error { return fn(ctx, tx) })
+	return l.retry(ctx, op, func() error {
+		return pgx.BeginTxFunc(ctx, l.pool, opts, func(tx pgx.Tx) error { return fn(ctx, tx) })
+	})
+}
+
+// retry runs attempt, one whole transaction, until it succeeds, fails for good or runs out
+// of attempts.
+func (l *Ledger) retry(ctx context.Context, op string, attempt func() error) error {
+	for n := 1; ; n++ {
+		err := attempt()
 		if err == nil {
 			txTotal.WithLabelValues(op, "ok").Inc()
 			return nil
 		}
 		code, again := retryable(err)
-		if !again || attempt == maxAttempts {
+		if !again || n == maxAttempts {
 			txTotal.WithLabelValues(op, "error").Inc()
 			if again {
-				return fmt.Errorf("%s: gave up after %d attempts: %w", op, attempt, err)
+				return fmt.Errorf("%s: gave up after %d attempts: %w", op, n, err)
 			}
 			return err
 		}
 		retriesTotal.WithLabelValues(op, code).Inc()
-		wait := min(retryCeiling, retryBase<<(attempt-1))
+		wait := min(retryCeiling, retryBase<<(n-1))
 		wait = time.Duration(rand.Int64N(int64(wait)) + 1)
 		l.log.LogAttrs(ctx, slog.LevelWarn, "retrying transaction",
-			slog.String("op", op), slog.String("sqlstate", code), slog.Int("attempt", attempt), slog.Duration("backoff", wait))
+			slog.String("op", op), slog.String("sqlstate", code), slog.Int("attempt", n), slog.Duration("backoff", wait))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
