@@ -69,11 +69,13 @@
 // extends its one hash chain, so a programme's redemptions are serialised by those rows.
 // RedeemVoucher therefore queues requests for a few executors; each takes everything queued
 // (up to a maximum, with no artificial wait) and redeems it in one database transaction
-// (redeemBatch) of five round trips whatever its size: one to lock the vouchers in code
-// order and then read the idempotency records and last redemptions, one to write the
+// (redeemBatch) of three round trips whatever its size (a ledger.Pipeline: BEGIN travels
+// with the first batch of statements and COMMIT with the last): one to lock the vouchers in
+// code order and then read the idempotency records and last redemptions; one to write the
 // vouchers, redemptions and idempotency records of the winners (each item is decided in Go
-// in between), the ledger Post's two (one entry per winner), and the commit. The hot rows
-// are locked from the Post to the commit only, once per batch instead of once per voucher.
+// in between) and, last, lock the programme's chain head; one for the ledger entries (one
+// per winner) and the commit. The hot rows are locked for one round trip and the ledger's
+// statements only, once per batch instead of once per voucher.
 // Exactly-once rests on the voucher lock taken before the idempotency records are read (a
 // retry names the same voucher, so it waits for the first attempt and replays it) and on the
 // records' primary key (see redeemBatch). A request whose key already appears in a batch

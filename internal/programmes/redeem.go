@@ -135,7 +135,7 @@ func (s *Service) RedeemVoucher(ctx context.Context, p auth.Principal, key strin
 // requests under one key in two concurrent batches both insert their record: the primary key
 // refuses the second, and ledger.RunInTx runs that batch again, which then replays or refuses
 // with IDEMPOTENCY_KEY_REUSED. The executor never puts one key twice in a batch.
-func (s *Service) redeemBatch(ctx context.Context, tx pgx.Tx, items []*redeemItem) error {
+func (s *Service) redeemBatch(ctx context.Context, tx *ledger.Pipeline, items []*redeemItem) error {
 	codes := make([]int64, 0, len(items))
 	keyOrgs, keys := make([]pgtype.UUID, len(items)), make([]string, len(items))
 	sites := make(map[uuid.UUID]*orgs.SiteInfo)
@@ -152,9 +152,10 @@ func (s *Service) redeemBatch(ctx context.Context, tx pgx.Tx, items []*redeemIte
 	slices.Sort(codes)
 	codes = slices.Compact(codes)
 
-	// 1. One round trip: read the sites, lock the vouchers, then read the idempotency records
-	// and the last redemption of the vouchers already redeemed. The sites are read once per
-	// batch, in its transaction: a suspension committed before the batch started applies.
+	// 1. One round trip, the transaction's BEGIN included: read the sites, lock the vouchers,
+	// then read the idempotency records and the last redemption of the vouchers already
+	// redeemed. The sites are read once per batch, in its transaction: a suspension committed
+	// before the batch started applies.
 	vouchers := make(map[vcode.Code]*voucherRow, len(codes))
 	priors := make(map[int]*ledger.Prior)
 	b := &pgx.Batch{}
@@ -198,7 +199,7 @@ func (s *Service) redeemBatch(ctx context.Context, tx pgx.Tx, items []*redeemIte
 	b.Queue(lastRedemptionSelect+` WHERE v.code = ANY($1) AND v.status = 'redeemed'`, codes).Query(func(rows pgx.Rows) error {
 		return scanLastRedemptions(rows, vouchers)
 	})
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+	if err := tx.Send(ctx, b); err != nil {
 		return fmt.Errorf("lock vouchers: %w", err)
 	}
 
@@ -292,12 +293,13 @@ func (s *Service) redeemBatch(ctx context.Context, tx pgx.Tx, items []*redeemIte
 	if len(winners) == 0 {
 		return nil
 	}
-	// 5. Write the winners. Everything but the ledger goes first, in one round trip, so that
-	// the programme's chain head and Outstanding account, locked by Post until commit, are
-	// held for Post's own statements and the commit only. The ledger transactions' ids are
-	// chosen here; redemptions reference them through a foreign key checked at commit
-	// (migrations/005_programmes.sql), and the recorded responses leave out the sequence
-	// number, which replays read back (replayLedgerSeq).
+	// 5. Write the winners in two round trips. The first writes everything but the ledger and
+	// then, last, locks the programme's chain head; the second writes the ledger entries and
+	// commits. So the chain head and Outstanding account, which serialise the programme's
+	// writers, are held for one round trip of the client and the ledger's statements only.
+	// The ledger transactions' ids are chosen here; redemptions reference them through a
+	// foreign key checked at commit (migrations/005_programmes.sql), and the recorded
+	// responses leave out the sequence number, which replays read back (replayLedgerSeq).
 	n := len(winners)
 	var (
 		wCodes             = make([]int64, n)
@@ -348,11 +350,20 @@ func (s *Service) redeemBatch(ctx context.Context, tx pgx.Tx, items []*redeemIte
 		INSERT INTO idempotency_keys (org_id, key, operation, request_hash, response)
 		SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::bytea[])`,
 		wSites, wKeys, wOps, wHashes, wResponse)
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+	pp, err := s.l.PreparePost(ctx, tx, entries...)
+	if err != nil {
 		return fmt.Errorf("redeem %d vouchers: %w", n, err)
 	}
-	posted, err := s.l.Post(ctx, tx, entries...)
+	pp.QueueLock(b)
+	if err := tx.Send(ctx, b); err != nil {
+		return fmt.Errorf("redeem %d vouchers: %w", n, err)
+	}
+	b = &pgx.Batch{}
+	posted, err := pp.QueueWrite(b)
 	if err != nil {
+		return fmt.Errorf("redeem %d vouchers: %w", n, err)
+	}
+	if err := tx.Commit(ctx, b); err != nil {
 		return fmt.Errorf("redeem %d vouchers: %w", n, err)
 	}
 	for i, it := range winners {
@@ -393,7 +404,7 @@ func pgUUID(u uuid.UUID) pgtype.UUID { return pgtype.UUID{Bytes: u, Valid: true}
 
 // replayLedgerSeq completes a replayed redemption with the sequence number of its ledger
 // transaction, which its recorded response leaves out (see redeemBatch).
-func replayLedgerSeq(ctx context.Context, tx pgx.Tx, r *Redemption) error {
+func replayLedgerSeq(ctx context.Context, tx ledger.Querier, r *Redemption) error {
 	if r.Ledger.Seq != 0 {
 		return nil
 	}
@@ -577,7 +588,7 @@ func (r *redeemer) execute(items []*redeemItem) {
 func (r *redeemer) runBatch(items []*redeemItem) error {
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
-	return r.s.l.RunInTx(ctx, opRedeem, func(ctx context.Context, tx pgx.Tx) error {
-		return r.s.redeemBatch(ctx, tx, items)
+	return r.s.l.RunPipelined(ctx, opRedeem, func(ctx context.Context, p *ledger.Pipeline) error {
+		return r.s.redeemBatch(ctx, p, items)
 	})
 }
