@@ -183,6 +183,10 @@ func (b *bench) latencyRun(ctx context.Context, r *redeemer, first int, rate, pe
 	if _, err := b.statementCosts(ctx, 0); err != nil {
 		return latencyRun{}, err
 	}
+	fnA, err := b.functionTimes(ctx)
+	if err != nil {
+		return latencyRun{}, err
+	}
 	cpuA, err := sampleCPU(b.daemon.cmd.Process.Pid, postmaster)
 	if err != nil {
 		return latencyRun{}, err
@@ -210,8 +214,13 @@ func (b *bench) latencyRun(ctx context.Context, r *redeemer, first int, rate, pe
 	if err != nil {
 		return lr, err
 	}
+	fnB, err := b.functionTimes(ctx)
+	if err != nil {
+		return lr, err
+	}
 	cpu, busy := cpuPerCall(cpuA, cpuB, lr.sent)
 	b.res.addInfo("latency run: %s", cpu)
+	b.res.addInfo("PostgreSQL functions (triggers) during the latency run, by own time: %s", fnB.since(fnA, 6))
 	if err := b.addStatements(ctx, "the latency run"); err != nil {
 		return lr, err
 	}
