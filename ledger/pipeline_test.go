@@ -12,9 +12,9 @@ import (
 	"github.com/passnum/passnum/ledger"
 )
 
-// pipelinePost posts entries the way the redemption path does: the chain lock queued behind
-// other statements, then the ledger's writes with the commit, each batch one round trip.
-func pipelinePost(ctx context.Context, e *env, p *ledger.Pipeline, before string, entries ...ledger.Entry) ([]ledger.Posted, error) {
+// queuePost starts posting entries the way the redemption path does: the chain lock queued
+// behind other statements and sent, then the ledger's writes queued on the batch it returns.
+func queuePost(ctx context.Context, e *env, p *ledger.Pipeline, before string, entries ...ledger.Entry) (*pgx.Batch, error) {
 	pp, err := e.l.PreparePost(ctx, p, entries...)
 	if err != nil {
 		return nil, err
@@ -28,11 +28,19 @@ func pipelinePost(ctx context.Context, e *env, p *ledger.Pipeline, before string
 		return nil, err
 	}
 	b = &pgx.Batch{}
-	posted, err := pp.QueueWrite(b)
-	if err != nil {
+	if _, err := pp.QueueWrite(b); err != nil {
 		return nil, err
 	}
-	return posted, p.Commit(ctx, b)
+	return b, nil
+}
+
+// pipelinePost posts entries and commits with the ledger's writes: each batch one round trip.
+func pipelinePost(ctx context.Context, e *env, p *ledger.Pipeline, before string, entries ...ledger.Entry) error {
+	b, err := queuePost(ctx, e, p, before, entries...)
+	if err != nil {
+		return err
+	}
+	return p.Commit(ctx, b)
 }
 
 // A pipelined transaction commits everything or nothing, whichever of its batches fails, and
@@ -57,53 +65,31 @@ func TestRunPipelined(t *testing.T) {
 		moved   int64  // to the funder
 	}{
 		{"three round trips", func(ctx context.Context, pl *ledger.Pipeline) error {
-			_, err := pipelinePost(ctx, e, pl, "SELECT 1", give(100))
-			return err
+			return pipelinePost(ctx, e, pl, "SELECT 1", give(100))
 		}, "", 100},
 		{"a query before any batch", func(ctx context.Context, pl *ledger.Pipeline) error {
 			var one int
 			if err := pl.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
 				return err
 			}
-			_, err := pipelinePost(ctx, e, pl, "", give(10))
-			return err
+			return pipelinePost(ctx, e, pl, "", give(10))
 		}, "", 10},
 		{"committed by the runner", func(ctx context.Context, pl *ledger.Pipeline) error {
-			pp, err := e.l.PreparePost(ctx, pl, give(1))
+			b, err := queuePost(ctx, e, pl, "", give(1))
 			if err != nil {
-				return err
-			}
-			b := &pgx.Batch{}
-			pp.QueueLock(b)
-			if err := pl.Send(ctx, b); err != nil {
-				return err
-			}
-			b = &pgx.Batch{}
-			if _, err := pp.QueueWrite(b); err != nil {
 				return err
 			}
 			return pl.Send(ctx, b)
 		}, "", 1},
 		{"statement fails in the first batch", func(ctx context.Context, pl *ledger.Pipeline) error {
-			_, err := pipelinePost(ctx, e, pl, "SELECT 1/0", give(1_000))
-			return err
+			return pipelinePost(ctx, e, pl, "SELECT 1/0", give(1_000))
 		}, "22012", 0},
 		{"statement fails in the committing batch", func(ctx context.Context, pl *ledger.Pipeline) error {
-			_, err := pipelinePost(ctx, e, pl, "", give(1_000_000)) // more than unissued holds
-			return err
+			return pipelinePost(ctx, e, pl, "", give(1_000_000)) // more than unissued holds
 		}, "23514", 0},
 		{"Go error after the writes", func(ctx context.Context, pl *ledger.Pipeline) error {
-			pp, err := e.l.PreparePost(ctx, pl, give(1_000))
+			b, err := queuePost(ctx, e, pl, "", give(1_000))
 			if err != nil {
-				return err
-			}
-			b := &pgx.Batch{}
-			pp.QueueLock(b)
-			if err := pl.Send(ctx, b); err != nil {
-				return err
-			}
-			b = &pgx.Batch{}
-			if _, err := pp.QueueWrite(b); err != nil {
 				return err
 			}
 			if err := pl.Send(ctx, b); err != nil {

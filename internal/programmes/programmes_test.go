@@ -797,9 +797,8 @@ func BenchmarkOrderBooks(b *testing.B) {
 	}
 }
 
-// BenchmarkRedeem redeems vouchers of one programme from many goroutines (the hot-account
-// case); it reports redemptions per second.
-func BenchmarkRedeem(b *testing.B) {
+// benchCodes returns a fixture with at least b.N handed-out vouchers of one programme.
+func benchCodes(b *testing.B) (*fixture, []vcode.Code) {
 	f := newFixture(b, Options{})
 	p := f.programme(f.spec())
 	books := int32(b.N/10 + 1)
@@ -809,6 +808,13 @@ func BenchmarkRedeem(b *testing.B) {
 	for n := range int64(books) {
 		codes = append(codes, f.handOut(f.caf, p, n+1).Codes...)
 	}
+	return f, codes
+}
+
+// BenchmarkRedeem redeems vouchers of one programme from many goroutines (the hot-account
+// case); it reports redemptions per second.
+func BenchmarkRedeem(b *testing.B) {
+	f, codes := benchCodes(b)
 	ctx := context.Background()
 	var next sync.Mutex
 	i := 0
@@ -880,15 +886,7 @@ func TestBookOrderRules(t *testing.T) {
 // batch holds one redemption: its time per op is the per-batch cost that dominates latency
 // at moderate load.
 func BenchmarkRedeemAlone(b *testing.B) {
-	f := newFixture(b, Options{})
-	p := f.programme(f.spec())
-	books := int32(b.N/10 + 1)
-	f.fund(p, f.state, int64(books)*10_400)
-	f.order(p, f.caf, books)
-	var codes []vcode.Code
-	for n := range int64(books) {
-		codes = append(codes, f.handOut(f.caf, p, n+1).Codes...)
-	}
+	f, codes := benchCodes(b)
 	ctx := context.Background()
 	b.ResetTimer()
 	for i := range b.N {
