@@ -67,28 +67,24 @@ type gcSetting[T any] struct {
 func chooseGC(g gcFlags, getenv func(string) string) (percent gcSetting[int], limit gcSetting[int64]) {
 	// The runtime ignores an empty GOGC or GOMEMLIMIT, and so do we.
 	gogc, gomemlimit := getenv("GOGC"), getenv("GOMEMLIMIT")
-	operator := gogc != "" || gomemlimit != ""
-	switch {
-	case g.percent != nil:
-		percent = gcSetting[int]{set: true, value: *g.percent, from: "-gc-percent"}
-	case gogc != "":
-		percent.from = "GOGC"
-	case operator:
-		percent.from = "Go default (GOMEMLIMIT is set)"
-	default:
-		percent = gcSetting[int]{set: true, value: defaultGCPercent, from: "passnumd default"}
-	}
-	switch {
-	case g.limit != nil:
-		limit = gcSetting[int64]{set: true, value: *g.limit, from: "-memory-limit"}
-	case gomemlimit != "":
-		limit.from = "GOMEMLIMIT"
-	case operator:
-		limit.from = "Go default (GOGC is set)"
-	default:
-		limit = gcSetting[int64]{set: true, value: defaultMemoryLimit, from: "passnumd default"}
-	}
+	percent = chooseSetting(g.percent, "-gc-percent", gogc, "GOGC", gomemlimit, "GOMEMLIMIT", defaultGCPercent)
+	limit = chooseSetting(g.limit, "-memory-limit", gomemlimit, "GOMEMLIMIT", gogc, "GOGC", defaultMemoryLimit)
 	return percent, limit
+}
+
+// chooseSetting picks one GC setting: its flag, else its environment variable (left to the
+// runtime), else Go's default when the operator tuned the other variable, else passnumd's.
+func chooseSetting[T any](flag *T, flagName, env, envName, otherEnv, otherName string, def T) gcSetting[T] {
+	switch {
+	case flag != nil:
+		return gcSetting[T]{set: true, value: *flag, from: flagName}
+	case env != "":
+		return gcSetting[T]{from: envName}
+	case otherEnv != "":
+		return gcSetting[T]{from: "Go default (" + otherName + " is set)"}
+	default:
+		return gcSetting[T]{set: true, value: def, from: "passnumd default"}
+	}
 }
 
 // applyGC sets what chooseGC decided and returns the log attributes of the settings now
