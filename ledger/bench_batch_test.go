@@ -60,13 +60,7 @@ func BenchmarkPostManySites(b *testing.B) {
 	}
 	for b.Loop() {
 		es := siteEntries(p, &next, batchSites)
-		err := e.l.RunInTx(context.Background(), "bench_post_sites", func(ctx context.Context, tx pgx.Tx) error {
-			_, err := e.l.Post(ctx, tx, es...)
-			return err
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
+		post(b, e, es...)
 	}
 	b.ReportMetric(float64(b.N*batchSites)/b.Elapsed().Seconds(), "entries/s")
 }

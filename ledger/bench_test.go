@@ -49,13 +49,7 @@ func BenchmarkPost(b *testing.B) {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
 			es := entries(batch)
 			for b.Loop() {
-				err := e.l.RunInTx(context.Background(), "bench_post", func(ctx context.Context, tx pgx.Tx) error {
-					_, err := e.l.Post(ctx, tx, es...)
-					return err
-				})
-				if err != nil {
-					b.Fatal(err)
-				}
+				post(b, e, es...)
 			}
 			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "entries/s")
 		})
