@@ -235,6 +235,9 @@ func (b *bench) latencyRun(ctx context.Context, r *redeemer, first int, rate, pe
 		"%.0f answered OK per second, over %v; worst second: %d (p99 %.1f ms), each second in latency-timeline.csv",
 		p50, ms(percentile(open, 0.999)), ms(open[len(open)-1]), rate, 100*rate/peak, lr.achieved, b.o.latencyDuration,
 		worst, ms(worstP99))
+	if b.pgbenchHalf != "" {
+		note += "; " + b.pgbenchHalf
+	}
 	if len(lr.errors) > 0 {
 		note += "; errors: " + formatErrors(lr.errors)
 	}
