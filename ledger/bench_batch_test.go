@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -232,33 +231,7 @@ func BenchmarkRedemptionBatches(b *testing.B) {
 			insertTime.Store(0)
 			batches.Store(0)
 
-			var (
-				left = atomic.Int64{}
-				wg   sync.WaitGroup
-				errs = make(chan error, workers)
-			)
-			left.Store(int64(b.N))
-			b.ResetTimer()
-			for range workers {
-				wg.Go(func() {
-					for {
-						n := min(int64(batch), left.Add(-batch)+batch)
-						if n <= 0 {
-							return
-						}
-						if err := redeem(take(int(n))); err != nil {
-							errs <- err
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			b.StopTimer()
-			close(errs)
-			for err := range errs {
-				b.Fatal(err)
-			}
+			shareOut(b, workers, batch, func(n int) error { return redeem(take(n)) })
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "redemptions/s")
 			if n := batches.Load(); n > 0 {
 				b.ReportMetric(float64(insertTime.Load())/float64(n)/1e6, "insert-ms/batch")

@@ -74,42 +74,49 @@ func BenchmarkHotOutstanding(b *testing.B) {
 		for _, batch := range []int{1, 16, 64} {
 			b.Run(fmt.Sprintf("workers=%d/batch=%d", workers, batch), func(b *testing.B) {
 				_, entries := hotProgramme(b, e)
-				var (
-					left = atomic.Int64{}
-					wg   sync.WaitGroup
-					errs = make(chan error, workers)
-				)
-				left.Store(int64(b.N))
-				b.ResetTimer()
-				for range workers {
-					wg.Go(func() {
-						for {
-							n := min(int64(batch), left.Add(-int64(batch))+int64(batch))
-							if n <= 0 {
-								return
-							}
-							es := entries(int(n))
-							err := l.RunInTx(context.Background(), "bench_hot", func(ctx context.Context, tx pgx.Tx) error {
-								_, err := l.Post(ctx, tx, es...)
-								return err
-							})
-							if err != nil {
-								errs <- err
-								return
-							}
-						}
+				shareOut(b, workers, batch, func(n int) error {
+					es := entries(n)
+					return l.RunInTx(context.Background(), "bench_hot", func(ctx context.Context, tx pgx.Tx) error {
+						_, err := l.Post(ctx, tx, es...)
+						return err
 					})
-				}
-				wg.Wait()
-				b.StopTimer()
-				close(errs)
-				for err := range errs {
-					b.Fatal(err)
-				}
+				})
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entries/s")
 			})
 		}
 		pool.Close()
+	}
+}
+
+// shareOut measures workers goroutines doing b.N items between them, each taking at most
+// batch at a time and passing their number to do, and fails b on the first error.
+func shareOut(b *testing.B, workers, batch int, do func(n int) error) {
+	var (
+		left = atomic.Int64{}
+		wg   sync.WaitGroup
+		errs = make(chan error, workers)
+	)
+	left.Store(int64(b.N))
+	b.ResetTimer()
+	for range workers {
+		wg.Go(func() {
+			for {
+				n := min(int64(batch), left.Add(-int64(batch))+int64(batch))
+				if n <= 0 {
+					return
+				}
+				if err := do(int(n)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
 	}
 }
 
