@@ -97,8 +97,7 @@ func (b *bench) throughputRun(ctx context.Context, r *redeemer, postmaster int) 
 		hookErr                 error
 		cpuA, cpuB              cpuSample
 		fnA, fnB                functionTimes
-		profWG                  sync.WaitGroup
-		profErr                 error
+		waitProfile             = func() {}
 		profileCtx, stopProfile = context.WithCancel(ctx)
 	)
 	defer stopProfile()
@@ -115,13 +114,7 @@ func (b *bench) throughputRun(ctx context.Context, r *redeemer, postmaster int) 
 		if cpuA, err = sampleCPU(b.daemon.cmd.Process.Pid, postmaster); err != nil {
 			hookErr = err
 		}
-		if b.o.cpuProfile {
-			profWG.Add(1)
-			go func() {
-				defer profWG.Done()
-				profErr = b.profile(profileCtx, "passnumd.cpu.pprof", b.o.duration)
-			}()
-		}
+		waitProfile = b.startProfile(profileCtx, "passnumd.cpu.pprof", b.o.duration)
 	}
 	onEnd := func() {
 		var err error
@@ -133,10 +126,7 @@ func (b *bench) throughputRun(ctx context.Context, r *redeemer, postmaster int) 
 		}
 	}
 	tp := r.closedLoop(ctx, b.o.concurrency, b.o.warmup, b.o.duration, onStart, onEnd)
-	profWG.Wait()
-	if profErr != nil {
-		b.log.Warn("CPU profile", "error", profErr)
-	}
+	waitProfile()
 	if err := ctx.Err(); err != nil {
 		return tp, err
 	}
@@ -191,22 +181,9 @@ func (b *bench) latencyRun(ctx context.Context, r *redeemer, first int, rate, pe
 	if err != nil {
 		return latencyRun{}, err
 	}
-	var (
-		profWG  sync.WaitGroup
-		profErr error
-	)
-	if b.o.cpuProfile {
-		profWG.Add(1)
-		go func() {
-			defer profWG.Done()
-			profErr = b.profile(ctx, "passnumd.latency.cpu.pprof", b.o.latencyDuration)
-		}()
-	}
+	waitProfile := b.startProfile(ctx, "passnumd.latency.cpu.pprof", b.o.latencyDuration)
 	lr, err := r.openLoop(ctx, first, rate, b.o.latencyDuration)
-	profWG.Wait()
-	if profErr != nil {
-		b.log.Warn("CPU profile", "error", profErr)
-	}
+	waitProfile()
 	if err != nil {
 		return lr, err
 	}
@@ -269,6 +246,22 @@ func (b *bench) writeTimeline(lr *latencyRun) (worst int, worstP99 time.Duration
 	}
 	defer f.Close()
 	return lr.timeline(f)
+}
+
+// startProfile starts, when -cpuprofile asks for it, a CPU profile of passnumd during a run
+// of length run, saved as name. The returned wait returns once it is saved, logging why if it
+// could not be.
+func (b *bench) startProfile(ctx context.Context, name string, run time.Duration) (wait func()) {
+	if !b.o.cpuProfile {
+		return func() {}
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.profile(ctx, name, run) }()
+	return func() {
+		if err := <-done; err != nil {
+			b.log.Warn("CPU profile", "error", err)
+		}
+	}
 }
 
 // profile saves as name a CPU profile of passnumd taken from now, for at most
