@@ -42,6 +42,9 @@ type Options struct {
 	// FastUnsafe turns off fsync, synchronous_commit and full_page_writes (and syncing
 	// in initdb). A crash of the machine can then lose or corrupt data: for tests only.
 	FastUnsafe bool
+	// Settings are further server settings ("name=value"), after the base ones (and so
+	// overriding them) and before those of FastUnsafe.
+	Settings []string
 	// Log receives the output of initdb, pg_ctl and apt-get, and notes about recovery.
 	// Nil discards it; failures quote the relevant output in their error anyway.
 	Log io.Writer
@@ -180,7 +183,7 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 				return err
 			}
 		}
-		lastErr = c.pgCtlStart(ctx, opts.FastUnsafe)
+		lastErr = c.pgCtlStart(ctx, opts)
 		if lastErr == nil {
 			c.started = true
 			return nil
@@ -327,13 +330,14 @@ func initdbLocale(ctx context.Context) string {
 	return "C"
 }
 
-func (c *Cluster) pgCtlStart(ctx context.Context, fastUnsafe bool) error {
+func (c *Cluster) pgCtlStart(ctx context.Context, opts Options) error {
 	settings := append([]string{
 		"listen_addresses=127.0.0.1",
 		"port=" + strconv.Itoa(c.port),
 		"unix_socket_directories=" + c.socketDir(),
 	}, baseSettings...)
-	if fastUnsafe {
+	settings = append(settings, opts.Settings...)
+	if opts.FastUnsafe {
 		settings = append(settings, fastUnsafeSettings...)
 	}
 	var o strings.Builder

@@ -100,6 +100,22 @@ func TestDurableByDefault(t *testing.T) {
 	}
 }
 
+func TestSettings(t *testing.T) {
+	t.Parallel()
+	c := start(t, Options{FastUnsafe: true, Settings: []string{"max_connections=150", "min_wal_size=1GB", "fsync=on"}})
+	conn := connect(t, c.URL("postgres"))
+	for name, want := range map[string]string{
+		"max_connections": "150",   // overrides the base settings
+		"min_wal_size":    "1GB",   // adds to them
+		"fsync":           "off",   // FastUnsafe has the last word
+		"shared_buffers":  "256MB", // base settings not overridden stay
+	} {
+		if got := setting(t, conn, name); got != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+}
+
 func TestThrowawayRefusesNonEmptyDir(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
