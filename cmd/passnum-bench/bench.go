@@ -158,7 +158,7 @@ func (b *bench) startCluster(ctx context.Context) error {
 	b.log.Info("starting PostgreSQL (fsync on, synchronous_commit on)")
 	// Persistent so that the server can be restarted (-pgstats) and -keep keeps the data;
 	// the directory is new either way and goes with the work directory.
-	opts := pgcluster.Options{DataDir: filepath.Join(b.work, "pg"), Persistent: true, Log: pgLog}
+	opts := pgcluster.Options{DataDir: filepath.Join(b.work, "pg"), Persistent: true, Settings: benchSettings, Log: pgLog}
 	c, err := pgcluster.Start(ctx, opts)
 	if err != nil {
 		return err
@@ -198,6 +198,12 @@ func (b *bench) startCluster(ctx context.Context) error {
 	b.res.machine = machineLine(strings.Fields(version)[0])
 	b.log.Info("PostgreSQL ready", "version", version, "port", c.Port(), "data", c.DataDir())
 	return nil
+}
+
+// benchSettings complete internal/pgcluster's settings for the benchmark's server.
+var benchSettings = []string{
+	// Time of WAL flushes, for pg_stat_wal (sampleWAL): the disk's share of commit latency.
+	"track_wal_io_timing=on",
 }
 
 // preloadStatements has the server load pg_stat_statements at its next start, counting the
@@ -284,8 +290,16 @@ func (b *bench) pgbench(ctx context.Context) error {
 	}
 	half := strconv.Itoa(int(math.Round(tps / 2)))
 	b.log.Info("pgbench: TPC-B-like run at half its peak", "tps", half, "seconds", secs)
+	walA, err := sampleWAL(ctx, b.cluster.URL("postgres"))
+	if err != nil {
+		return err
+	}
 	if _, err := runPgbench("-c", "8", "-j", "2", "-T", secs, "-M", "prepared", "-R", half,
 		"-l", "--log-prefix", filepath.Join(logDir, "pgbench_log")); err != nil {
+		return err
+	}
+	walB, err := sampleWAL(ctx, b.cluster.URL("postgres"))
+	if err != nil {
 		return err
 	}
 	lat, err := pgbenchLatencies(logDir)
@@ -294,6 +308,7 @@ func (b *bench) pgbench(ctx context.Context) error {
 	}
 	b.pgbenchHalf = fmt.Sprintf("pgbench at half its peak (%s tps asked): p50 %.1f ms, p99 %.1f ms, p99.9 %.1f ms",
 		half, ms(percentile(lat, 0.5)), ms(percentile(lat, 0.99)), ms(percentile(lat, 0.999)))
+	b.res.addInfo("pgbench at half its peak: %s", walPerCall(walA, walB, len(lat)))
 	b.log.Info("pgbench done", "at half its peak", b.pgbenchHalf)
 	return b.dropDatabase(ctx, pgbenchDatabase)
 }

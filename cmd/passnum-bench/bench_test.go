@@ -1,6 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -40,5 +44,74 @@ func TestPgbenchLatencies(t *testing.T) {
 				t.Fatalf("latencies %v, want %v", got, c.want)
 			}
 		})
+	}
+}
+
+// passnumd's duration histogram as /metrics serves it, with count calls of which within25
+// took at most 25 ms, and a busier other method that must not count.
+func durationMetrics(count, within25 int) string {
+	return fmt.Sprintf(`# HELP passnum_grpc_request_duration_seconds gRPC request duration, by full method.
+# TYPE passnum_grpc_request_duration_seconds histogram
+passnum_grpc_request_duration_seconds_bucket{method="/passnum.v1.VoucherService/RedeemVoucher",le="0.01"} %[2]d
+passnum_grpc_request_duration_seconds_bucket{method="/passnum.v1.VoucherService/RedeemVoucher",le="0.025"} %[2]d
+passnum_grpc_request_duration_seconds_bucket{method="/passnum.v1.VoucherService/RedeemVoucher",le="+Inf"} %[1]d
+passnum_grpc_request_duration_seconds_sum{method="/passnum.v1.VoucherService/RedeemVoucher"} 1
+passnum_grpc_request_duration_seconds_count{method="/passnum.v1.VoucherService/RedeemVoucher"} %[1]d
+passnum_grpc_request_duration_seconds_bucket{method="/passnum.v1.BookService/HandOutBook",le="0.01"} 0
+passnum_grpc_request_duration_seconds_bucket{method="/passnum.v1.BookService/HandOutBook",le="0.025"} 0
+passnum_grpc_request_duration_seconds_bucket{method="/passnum.v1.BookService/HandOutBook",le="+Inf"} 99999
+passnum_grpc_request_duration_seconds_sum{method="/passnum.v1.BookService/HandOutBook"} 1
+passnum_grpc_request_duration_seconds_count{method="/passnum.v1.BookService/HandOutBook"} 99999
+`, count, within25)
+}
+
+func TestRedeemHistogram(t *testing.T) {
+	var page string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, page)
+	}))
+	defer srv.Close()
+	d := &daemon{metricsAddr: srv.Listener.Addr().String()}
+	sample := func(text string) serverHistogram {
+		t.Helper()
+		page = text
+		h, err := d.redeemHistogram(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+
+	before := sample(durationMetrics(1000, 990))
+	after := sample(durationMetrics(3000, 2890)) // 2,000 calls, 1,900 within 25 ms
+	for _, c := range []struct {
+		name    string
+		bound   float64
+		want    float64
+		wantErr bool
+	}{
+		{"at the target's limit", 0.025, 0.05, false},
+		{"a smaller bound", 0.01, 0.05, false},
+		{"no such bucket", 0.02, 0, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := after.slowerThan(before, c.bound)
+			if (err != nil) != c.wantErr {
+				t.Fatalf("err = %v, want error %v", err, c.wantErr)
+			}
+			if got != c.want {
+				t.Errorf("slower than %g s: %v, want %v", c.bound, got, c.want)
+			}
+		})
+	}
+	if _, err := after.slowerThan(after, 0.025); err == nil {
+		t.Error("no calls between two samples: want an error")
+	}
+	if h := sample("# no metrics yet\n"); h.count != 0 {
+		t.Errorf("no histogram yet: count %d, want 0", h.count)
 	}
 }

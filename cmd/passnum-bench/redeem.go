@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -96,6 +97,7 @@ func (b *bench) throughputRun(ctx context.Context, r *redeemer, postmaster int) 
 	var (
 		hookErr                 error
 		cpuA, cpuB              cpuSample
+		walA, walB              walSample
 		fnA, fnB                functionTimes
 		waitProfile             = func() {}
 		profileCtx, stopProfile = context.WithCancel(ctx)
@@ -111,6 +113,9 @@ func (b *bench) throughputRun(ctx context.Context, r *redeemer, postmaster int) 
 		if _, err := b.statementCosts(ctx, 0); err != nil {
 			hookErr = err
 		}
+		if walA, err = sampleWAL(ctx, b.dbURL); err != nil {
+			hookErr = err
+		}
 		if cpuA, err = sampleCPU(b.daemon.cmd.Process.Pid, postmaster); err != nil {
 			hookErr = err
 		}
@@ -119,6 +124,9 @@ func (b *bench) throughputRun(ctx context.Context, r *redeemer, postmaster int) 
 	onEnd := func() {
 		var err error
 		if cpuB, err = sampleCPU(b.daemon.cmd.Process.Pid, postmaster); err != nil {
+			hookErr = err
+		}
+		if walB, err = sampleWAL(ctx, b.dbURL); err != nil {
 			hookErr = err
 		}
 		if fnB, err = b.functionTimes(ctx); err != nil {
@@ -139,7 +147,7 @@ func (b *bench) throughputRun(ctx context.Context, r *redeemer, postmaster int) 
 	}
 	b.log.Info("throughput run done", "calls/s", math.Round(tp.perSecond), "errors", formatErrors(tp.errors))
 	cpu, busy := cpuPerCall(cpuA, cpuB, tp.measured)
-	b.res.addInfo("throughput run: %s", cpu)
+	b.res.addInfo("throughput run: %s; %s", cpu, walPerCall(walA, walB, tp.measured))
 	b.res.addInfo("PostgreSQL functions (triggers) during the throughput window, by own time: %s", fnB.since(fnA, 6))
 	if err := b.addStatements(ctx, "the throughput window"); err != nil {
 		return tp, err
@@ -177,6 +185,14 @@ func (b *bench) latencyRun(ctx context.Context, r *redeemer, first int, rate, pe
 	if err != nil {
 		return latencyRun{}, err
 	}
+	walA, err := sampleWAL(ctx, b.dbURL)
+	if err != nil {
+		return latencyRun{}, err
+	}
+	histA, err := b.daemon.redeemHistogram(ctx)
+	if err != nil {
+		return latencyRun{}, err
+	}
 	cpuA, err := sampleCPU(b.daemon.cmd.Process.Pid, postmaster)
 	if err != nil {
 		return latencyRun{}, err
@@ -191,12 +207,20 @@ func (b *bench) latencyRun(ctx context.Context, r *redeemer, first int, rate, pe
 	if err != nil {
 		return lr, err
 	}
+	walB, err := sampleWAL(ctx, b.dbURL)
+	if err != nil {
+		return lr, err
+	}
+	histB, err := b.daemon.redeemHistogram(ctx)
+	if err != nil {
+		return lr, err
+	}
 	fnB, err := b.functionTimes(ctx)
 	if err != nil {
 		return lr, err
 	}
 	cpu, busy := cpuPerCall(cpuA, cpuB, lr.sent)
-	b.res.addInfo("latency run: %s", cpu)
+	b.res.addInfo("latency run: %s; %s", cpu, walPerCall(walA, walB, lr.sent))
 	b.res.addInfo("PostgreSQL functions (triggers) during the latency run, by own time: %s", fnB.since(fnA, 6))
 	if err := b.addStatements(ctx, "the latency run"); err != nil {
 		return lr, err
@@ -207,6 +231,14 @@ func (b *bench) latencyRun(ctx context.Context, r *redeemer, first int, rate, pe
 	}
 	open := sortDurations(lr.latencies)
 	p50, p99 := ms(percentile(open, 0.5)), ms(percentile(open, 0.99))
+	// Where the tail is: passnumd's own timing against the client's, at the target's limit.
+	serverSlow, err := histB.slowerThan(histA, float64(maxP99ms)/1000)
+	if err != nil {
+		return lr, err
+	}
+	clientSlow := float64(len(open)-sort.Search(len(open), func(i int) bool { return ms(open[i]) > maxP99ms })) / float64(len(open))
+	b.res.addInfo("latency run: %.2f %% of the calls took more than %.0f ms as the client timed them (from their scheduled start), "+
+		"%.2f %% as passnumd timed them (from its first interceptor to the reply)", 100*clientSlow, float64(maxP99ms), 100*serverSlow)
 	b.log.Info("latency run done", "p50_ms", p50, "p99_ms", p99, "achieved", math.Round(lr.achieved), "errors", formatErrors(lr.errors))
 	note := fmt.Sprintf("p50 %.1f ms, p99.9 %.1f ms, max %.1f ms at %.0f calls/s asked (%.0f %% of peak), "+
 		"%.0f answered OK per second, over %v; worst second: %d (p99 %.1f ms), each second in latency-timeline.csv",
