@@ -44,3 +44,37 @@ func walPerCall(a, b walSample, calls int) string {
 	}
 	return s
 }
+
+// walWarmSegments is how many 16 MB WAL segments warmWAL creates: as much as min_wal_size
+// then keeps recycled (benchSettings).
+const walWarmSegments = 64
+
+// warmWAL creates the server's WAL segments before anything is measured. A new cluster has
+// one segment: until checkpoints recycle old ones, each next segment is created, zero-filled
+// (16 MB) and fsynced by the backend whose commit needs it, inside that commit. strace of a
+// redemption executor's backend during a latency run showed two such segments in 3 seconds
+// (3,500 redemptions/s write about 12 MB of WAL a second), each holding the programme's
+// chain head for as long as the disk takes. A server in service recycles its segments at
+// every checkpoint (min_wal_size keeps at least that much), so creating them is a cold
+// start that the figures, pgbench's included, should not measure.
+func warmWAL(ctx context.Context, conn *pgx.Conn) error {
+	steps := []string{
+		"CREATE TABLE passnum_bench_wal_warmup (x int)",
+		// Each switch ends a segment; the next insert writes into a new one.
+		fmt.Sprintf(`DO $$ BEGIN
+			FOR i IN 1..%d LOOP
+				INSERT INTO passnum_bench_wal_warmup VALUES (i);
+				PERFORM pg_switch_wal();
+			END LOOP;
+		END $$`, walWarmSegments),
+		"DROP TABLE passnum_bench_wal_warmup",
+		// Recycles the segments just written as the next ones.
+		"CHECKPOINT",
+	}
+	for _, q := range steps {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("warm up WAL: %w", err)
+		}
+	}
+	return nil
+}
