@@ -343,9 +343,13 @@ func (s *Service) redeemBatch(ctx context.Context, tx *ledger.Pipeline, items []
 		}
 	}
 	b = &pgx.Batch{}
+	// A generic plan, as for the reads above: the custom plan of this UPDATE was made on every
+	// call (pg_stat_statements: plans = calls).
+	b.Queue(`SET LOCAL plan_cache_mode = force_generic_plan`)
 	b.Queue(`
 		UPDATE vouchers SET status = 'redeemed', rounds = rounds + 1, held_by = NULL, held_until = NULL
 		 WHERE code = ANY($1)`, wCodes)
+	b.Queue(`SET LOCAL plan_cache_mode TO DEFAULT`)
 	b.Queue(`
 		INSERT INTO redemptions (voucher_code, round, programme_id, site_id, service, minutes, service_date,
 		                         amount_cents, redeemed_at, tx_id)
