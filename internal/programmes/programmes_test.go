@@ -846,33 +846,42 @@ func TestBookOrderRules(t *testing.T) {
 	f.fund(p, f.state, 104_000)
 	o := f.order(p, f.caf, 2)
 	f.handOut(f.caf, p, 1) // voucher rows to protect
-	for _, c := range []struct {
-		name, sql string
-		args      []any
-		sqlstate  string
-	}{
-		{"book of an unknown order", `INSERT INTO books (programme_id, number, order_id, distributor_id) VALUES ($1, 99, $2, $3)`,
-			[]any{p.ID, uuid.New(), f.caf.Org}, "23503"},
-		{"book moved to another order", `UPDATE books SET order_id = $2 WHERE programme_id = $1 AND number = 1`,
-			[]any{p.ID, uuid.New()}, "42501"},
-		{"book given to another distributor", `UPDATE books SET distributor_id = $2 WHERE programme_id = $1 AND number = 1`,
-			[]any{p.ID, f.mairie.Org}, "42501"},
-		{"order edited", `UPDATE book_orders SET books = 1 WHERE id = $1`, []any{o.ID}, "42501"},
-		{"order deleted", `DELETE FROM book_orders WHERE id = $1`, []any{o.ID}, "42501"},
-		{"redemption of an unknown voucher", `
+	var handedOut int64
+	if err := f.db.Owner.QueryRow(f.ctx, `SELECT code FROM vouchers WHERE programme_id = $1 LIMIT 1`, p.ID).Scan(&handedOut); err != nil {
+		t.Fatal(err)
+	}
+	const redeem = `
 			INSERT INTO redemptions (voucher_code, round, programme_id, site_id, service, minutes, service_date,
 			                         amount_cents, redeemed_at, tx_id)
-			VALUES (12345, 1, $1, $2, 'x', 60, current_date, 1000, now(), $3)`,
-			[]any{p.ID, f.sites[0].Org, uuid.New()}, "23503"},
-		{"voucher deleted", `DELETE FROM vouchers WHERE programme_id = $1`, []any{p.ID}, "42501"},
-		{"voucher code changed", `UPDATE vouchers SET code = code + 1 WHERE programme_id = $1`, []any{p.ID}, "42501"},
-		{"site deleted", `DELETE FROM sites WHERE org_id = $1`, []any{f.sites[0].Org}, "42501"},
-		{"site key changed", `UPDATE sites SET org_id = gen_random_uuid() WHERE org_id = $1`, []any{f.sites[0].Org}, "42501"},
+			VALUES ($4, 1, $1, $2, 'x', 60, current_date, 1000, now(), $3)`
+	for _, c := range []struct {
+		name, sql  string
+		args       []any
+		sqlstate   string
+		constraint string // checked when set
+	}{
+		{"book of an unknown order", `INSERT INTO books (programme_id, number, order_id, distributor_id) VALUES ($1, 99, $2, $3)`,
+			[]any{p.ID, uuid.New(), f.caf.Org}, "23503", ""},
+		{"book moved to another order", `UPDATE books SET order_id = $2 WHERE programme_id = $1 AND number = 1`,
+			[]any{p.ID, uuid.New()}, "42501", ""},
+		{"book given to another distributor", `UPDATE books SET distributor_id = $2 WHERE programme_id = $1 AND number = 1`,
+			[]any{p.ID, f.mairie.Org}, "42501", ""},
+		{"order edited", `UPDATE book_orders SET books = 1 WHERE id = $1`, []any{o.ID}, "42501", ""},
+		{"order deleted", `DELETE FROM book_orders WHERE id = $1`, []any{o.ID}, "42501", ""},
+		{"redemption of an unknown voucher", redeem,
+			[]any{p.ID, f.sites[0].Org, uuid.New(), 12345}, "23503", "redemptions_voucher_exists"},
+		{"redemption at an unknown site", redeem,
+			[]any{p.ID, uuid.New(), uuid.New(), handedOut}, "23503", "redemptions_site_exists"},
+		{"voucher deleted", `DELETE FROM vouchers WHERE programme_id = $1`, []any{p.ID}, "42501", ""},
+		{"voucher code changed", `UPDATE vouchers SET code = code + 1 WHERE programme_id = $1`, []any{p.ID}, "42501", ""},
+		{"site deleted", `DELETE FROM sites WHERE org_id = $1`, []any{f.sites[0].Org}, "42501", ""},
+		{"site key changed", `UPDATE sites SET org_id = gen_random_uuid() WHERE org_id = $1`, []any{f.sites[0].Org}, "42501", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := f.db.Owner.Exec(f.ctx, c.sql, c.args...)
-			if code, _ := pgConstraint(err); code != c.sqlstate {
-				t.Fatalf("err = %v, want SQLSTATE %s", err, c.sqlstate)
+			code, constraint := pgConstraint(err)
+			if code != c.sqlstate || c.constraint != "" && constraint != c.constraint {
+				t.Fatalf("err = %v, want SQLSTATE %s %s", err, c.sqlstate, c.constraint)
 			}
 		})
 	}
