@@ -103,6 +103,18 @@ func (p *Pipeline) Exec(ctx context.Context, sql string, args ...any) (pgconn.Co
 	return p.conn.Exec(ctx, sql, args...)
 }
 
+// QueueGenericPlans queues on b the statements that queue adds, planned with generic plans.
+// With an array parameter (= ANY($1), unnest) PostgreSQL makes a custom plan on every call
+// while the arrays are small, its custom plans looking cheaper than a generic plan costed for
+// ten elements (pg_stat_statements with track_planning: plans = calls); for the hot path's
+// key lookups the generic plan is the same index scan, without the planning. SET LOCAL keeps
+// the mode to those statements: triggers fired by the statements queued after keep theirs.
+func QueueGenericPlans(b *pgx.Batch, queue func()) {
+	b.Queue(`SET LOCAL plan_cache_mode = force_generic_plan`)
+	queue()
+	b.Queue(`SET LOCAL plan_cache_mode TO DEFAULT`)
+}
+
 type errRow struct{ err error }
 
 func (r errRow) Scan(...any) error { return r.err }

@@ -133,7 +133,7 @@ func (s *Service) RedeemVoucher(ctx context.Context, p auth.Principal, key strin
 // by the transactions those locks waited for. A retry of a request in flight elsewhere names
 // the same voucher, so it waits for the first attempt and then replays it. Two different
 // requests under one key in two concurrent batches both insert their record: the primary key
-// refuses the second, and ledger.RunInTx runs that batch again, which then replays or refuses
+// refuses the second, and the ledger's retry (RunPipelined) runs that batch again, which then replays or refuses
 // with IDEMPOTENCY_KEY_REUSED. The executor never puts one key twice in a batch.
 func (s *Service) redeemBatch(ctx context.Context, tx *ledger.Pipeline, items []*redeemItem) error {
 	codes := make([]int64, 0, len(items))
@@ -159,52 +159,50 @@ func (s *Service) redeemBatch(ctx context.Context, tx *ledger.Pipeline, items []
 	vouchers := make(map[vcode.Code]*voucherRow, len(codes))
 	priors := make(map[int]*ledger.Prior)
 	b := &pgx.Batch{}
-	// Generic plans for these four reads: with an array parameter PostgreSQL otherwise
-	// replans them on every call whenever batches are small (its custom plans look cheaper
-	// than a generic plan costed for ten elements), about 0.3 ms per batch (pg_stat_statements
-	// with track_planning, BenchmarkRedeemAlone). Their generic plans are the same index scans.
-	b.Queue(`SET LOCAL plan_cache_mode = force_generic_plan`)
-	b.Queue(siteSelect, siteIDs).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			si, err := scanSite(rows)
-			if err != nil {
-				return err
+	// Generic plans for these four reads (ledger.QueueGenericPlans): replanned on every call
+	// whenever batches were small, about 0.3 ms per batch (BenchmarkRedeemAlone).
+	ledger.QueueGenericPlans(b, func() {
+		b.Queue(siteSelect, siteIDs).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				si, err := scanSite(rows)
+				if err != nil {
+					return err
+				}
+				sites[si.ID] = si
 			}
-			sites[si.ID] = si
-		}
-		return rows.Err()
-	})
-	b.Queue(voucherSelect+` WHERE v.code = ANY($1) ORDER BY v.code FOR UPDATE OF v`, codes).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			v, err := scanVoucher(rows)
-			if err != nil {
-				return err
+			return rows.Err()
+		})
+		b.Queue(voucherSelect+` WHERE v.code = ANY($1) ORDER BY v.code FOR UPDATE OF v`, codes).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				v, err := scanVoucher(rows)
+				if err != nil {
+					return err
+				}
+				vouchers[v.code] = v
 			}
-			vouchers[v.code] = v
-		}
-		return rows.Err()
-	})
-	b.Queue(`
-		SELECT k.i, r.operation, r.request_hash, r.response
-		  FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS k(org, key, i)
-		 CROSS JOIN LATERAL (SELECT operation, request_hash, response FROM idempotency_keys
-		                      WHERE org_id = k.org AND key = k.key) r`, keyOrgs, keys).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var (
-				i int
-				p ledger.Prior
-			)
-			if err := rows.Scan(&i, &p.Operation, &p.RequestHash, &p.Response); err != nil {
-				return err
+			return rows.Err()
+		})
+		b.Queue(`
+			SELECT k.i, r.operation, r.request_hash, r.response
+			  FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS k(org, key, i)
+			 CROSS JOIN LATERAL (SELECT operation, request_hash, response FROM idempotency_keys
+			                      WHERE org_id = k.org AND key = k.key) r`, keyOrgs, keys).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var (
+					i int
+					p ledger.Prior
+				)
+				if err := rows.Scan(&i, &p.Operation, &p.RequestHash, &p.Response); err != nil {
+					return err
+				}
+				priors[i-1] = &p
 			}
-			priors[i-1] = &p
-		}
-		return rows.Err()
+			return rows.Err()
+		})
+		b.Queue(lastRedemptionSelect+` WHERE v.code = ANY($1) AND v.status = 'redeemed'`, codes).Query(func(rows pgx.Rows) error {
+			return scanLastRedemptions(rows, vouchers)
+		})
 	})
-	b.Queue(lastRedemptionSelect+` WHERE v.code = ANY($1) AND v.status = 'redeemed'`, codes).Query(func(rows pgx.Rows) error {
-		return scanLastRedemptions(rows, vouchers)
-	})
-	b.Queue(`SET LOCAL plan_cache_mode TO DEFAULT`)
 	if err := tx.Send(ctx, b); err != nil {
 		return fmt.Errorf("lock vouchers: %w", err)
 	}
@@ -343,13 +341,12 @@ func (s *Service) redeemBatch(ctx context.Context, tx *ledger.Pipeline, items []
 		}
 	}
 	b = &pgx.Batch{}
-	// A generic plan, as for the reads above: the custom plan of this UPDATE was made on every
-	// call (pg_stat_statements: plans = calls).
-	b.Queue(`SET LOCAL plan_cache_mode = force_generic_plan`)
-	b.Queue(`
-		UPDATE vouchers SET status = 'redeemed', rounds = rounds + 1, held_by = NULL, held_until = NULL
-		 WHERE code = ANY($1)`, wCodes)
-	b.Queue(`SET LOCAL plan_cache_mode TO DEFAULT`)
+	// A generic plan, as for the reads above: this UPDATE was also planned on every call.
+	ledger.QueueGenericPlans(b, func() {
+		b.Queue(`
+			UPDATE vouchers SET status = 'redeemed', rounds = rounds + 1, held_by = NULL, held_until = NULL
+			 WHERE code = ANY($1)`, wCodes)
+	})
 	b.Queue(`
 		INSERT INTO redemptions (voucher_code, round, programme_id, site_id, service, minutes, service_date,
 		                         amount_cents, redeemed_at, tx_id)
