@@ -11,19 +11,24 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
+// The ledger's metrics are package-level, shared by every Ledger of the process, and
+// registered by whoever serves them (Collectors): nothing goes to the global registry, which
+// passnumd does not serve.
 var (
-	retriesTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+	retriesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "passnum_db_tx_retries_total",
 		Help: "Database transactions retried after a serialization failure, deadlock or idempotency race.",
 	}, []string{"op", "sqlstate"})
-	txTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+	txTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "passnum_db_tx_total",
 		Help: "Database transactions run, by operation and outcome.",
 	}, []string{"op", "outcome"})
 )
+
+// Collectors are the ledger's metrics, to register with the registry a server exposes.
+func Collectors() []prometheus.Collector { return []prometheus.Collector{retriesTotal, txTotal} }
 
 const (
 	maxAttempts  = 8

@@ -248,13 +248,19 @@ func TestMigrateAndServe(t *testing.T) {
 	if _, err := orgsClient.ListOrganizations(authed, &pb.ListOrganizationsRequest{}); err != nil {
 		t.Fatalf("RPC with an operator token: %v", err)
 	}
+	// A write runs a ledger transaction, whose counter passnumd must serve too.
+	if _, err := orgsClient.CreateOrganization(authed, &pb.CreateOrganizationRequest{IdempotencyKey: "metrics-test",
+		Kind: pb.OrganizationKind_ORGANIZATION_KIND_FUNDER, Name: "Département test"}); err != nil {
+		t.Fatalf("create a funder: %v", err)
+	}
 	resp, err := http.Get("http://" + a[1] + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"passnum_grpc_requests_total", "passnum_db_pool_max_connections", "go_goroutines"} {
+	for _, want := range []string{"passnum_grpc_requests_total", "passnum_db_pool_max_connections", "go_goroutines",
+		"passnum_db_tx_total", "passnum_redeem_batch_size", "passnum_redeem_queue_seconds"} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("metrics lack %s", want)
 		}

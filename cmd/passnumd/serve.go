@@ -19,7 +19,9 @@ import (
 
 	"github.com/passnum/passnum/internal/auth"
 	"github.com/passnum/passnum/internal/dbmigrate"
+	"github.com/passnum/passnum/internal/programmes"
 	"github.com/passnum/passnum/internal/vcode"
+	"github.com/passnum/passnum/ledger"
 	"github.com/passnum/passnum/server"
 )
 
@@ -114,6 +116,8 @@ func runServer(ctx context.Context, logger *slog.Logger, f serveFlags, keys *aut
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 			poolCollector(pool),
 		)
+		reg.MustRegister(ledger.Collectors()...)
+		reg.MustRegister(programmes.Collectors()...)
 	}
 	cfg := server.Config{
 		Verifier:   auth.NewVerifier(keys, f.issuer, f.audience),

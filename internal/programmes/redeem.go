@@ -66,6 +66,8 @@ type redeemItem struct {
 	minutes int32
 	date    time.Time // service date
 
+	queued time.Time // when submit queued it
+
 	res  *Redemption
 	err  error
 	done chan struct{}
@@ -203,9 +205,11 @@ func (s *Service) redeemBatch(ctx context.Context, tx *ledger.Pipeline, items []
 			return scanLastRedemptions(rows, vouchers)
 		})
 	})
+	started := time.Now()
 	if err := tx.Send(ctx, b); err != nil {
 		return fmt.Errorf("lock vouchers: %w", err)
 	}
+	since(phaseRead, started)
 
 	// 2. Replays first: a recorded answer stands whatever happened since. An organisation
 	// that is no site (a token of the site role for an unknown one) never redeemed anything:
@@ -362,17 +366,21 @@ func (s *Service) redeemBatch(ctx context.Context, tx *ledger.Pipeline, items []
 		return fmt.Errorf("redeem %d vouchers: %w", n, err)
 	}
 	pp.QueueLock(b)
+	started = time.Now()
 	if err := tx.Send(ctx, b); err != nil {
 		return fmt.Errorf("redeem %d vouchers: %w", n, err)
 	}
+	since(phaseWrite, started)
 	b = &pgx.Batch{}
 	posted, err := pp.QueueWrite(b)
 	if err != nil {
 		return fmt.Errorf("redeem %d vouchers: %w", n, err)
 	}
+	started = time.Now()
 	if err := tx.Commit(ctx, b); err != nil {
 		return fmt.Errorf("redeem %d vouchers: %w", n, err)
 	}
+	since(phaseCommit, started)
 	for i, it := range winners {
 		it.res.Ledger.Seq = posted[i].Seq
 	}
@@ -470,6 +478,7 @@ func (r *redeemer) submit(ctx context.Context, it *redeemItem) error {
 		r.mu.RUnlock()
 		return errRedeemerClosed
 	}
+	it.queued = time.Now()
 	select {
 	case r.queue <- it:
 	case <-ctx.Done():
@@ -576,6 +585,11 @@ func (r *redeemer) execute(items []*redeemItem) {
 	if len(live) == 0 {
 		return
 	}
+	now := time.Now()
+	for _, it := range live {
+		batchQueued.Observe(now.Sub(it.queued).Seconds())
+	}
+	batchSize.Observe(float64(len(live)))
 	err := r.runBatch(live)
 	if err != nil && len(live) > 1 {
 		r.s.log.Warn("redemption batch failed, redeeming its items one by one", "items", len(live), "error", err)
