@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -76,18 +77,18 @@ func TestRedeemHistogram(t *testing.T) {
 	}))
 	defer srv.Close()
 	d := &daemon{metricsAddr: srv.Listener.Addr().String()}
-	sample := func(text string) serverHistogram {
+	sample := func(text string) serverSample {
 		t.Helper()
 		page = text
-		h, err := d.redeemHistogram(t.Context())
+		s, err := d.sample(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
-		return h
+		return s
 	}
 
-	before := sample(durationMetrics(1000, 990))
-	after := sample(durationMetrics(3000, 2890)) // 2,000 calls, 1,900 within 25 ms
+	before := sample(durationMetrics(1000, 990)).redeem
+	after := sample(durationMetrics(3000, 2890)).redeem // 2,000 calls, 1,900 within 25 ms
 	for _, c := range []struct {
 		name    string
 		bound   float64
@@ -111,7 +112,69 @@ func TestRedeemHistogram(t *testing.T) {
 	if _, err := after.slowerThan(after, 0.025); err == nil {
 		t.Error("no calls between two samples: want an error")
 	}
-	if h := sample("# no metrics yet\n"); h.count != 0 {
-		t.Errorf("no histogram yet: count %d, want 0", h.count)
+	if s := sample("# no metrics yet\n"); s.redeem.count != 0 || s.batches.size.count != 0 {
+		t.Errorf("no histogram yet: counts %d and %d, want 0", s.redeem.count, s.batches.size.count)
+	}
+}
+
+// passnumd's batch metrics as /metrics serves them: batches of size on average, each phase
+// and each request's wait taking ms milliseconds in total.
+func batchMetrics(batches int, size, ms float64) string {
+	var b strings.Builder
+	hist := func(name, labels string, count int, sum float64) {
+		fmt.Fprintf(&b, "%s_bucket{%sle=\"+Inf\"} %d\n%s_sum{%s} %g\n%s_count{%s} %d\n",
+			name, labels, count, name, strings.TrimSuffix(labels, ","), sum, name, strings.TrimSuffix(labels, ","), count)
+	}
+	b.WriteString("# TYPE passnum_redeem_batch_size histogram\n")
+	hist("passnum_redeem_batch_size", "", batches, float64(batches)*size)
+	b.WriteString("# TYPE passnum_redeem_queue_seconds histogram\n")
+	hist("passnum_redeem_queue_seconds", "", int(float64(batches)*size), ms/1000)
+	b.WriteString("# TYPE passnum_redeem_batch_phase_seconds histogram\n")
+	for _, p := range []string{"read", "write", "commit"} {
+		hist("passnum_redeem_batch_phase_seconds", `phase="`+p+`",`, batches, ms/1000)
+	}
+	return b.String()
+}
+
+func TestBatchSample(t *testing.T) {
+	var page string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, page) }))
+	defer srv.Close()
+	d := &daemon{metricsAddr: srv.Listener.Addr().String()}
+	sample := func(text string) batchSample {
+		t.Helper()
+		page = text
+		s, err := d.sample(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.batches
+	}
+	empty := sample("# no metrics yet\n")
+	before := sample(batchMetrics(100, 4, 500))
+	for _, c := range []struct {
+		name    string
+		a, b    batchSample
+		want    string
+		wantErr bool
+	}{
+		{"from the start", empty, before, "100 batches of 4.0 requests on average; per batch read 5.00 ms, write 5.00 ms, " +
+			"commit 5.00 ms (the write includes waiting for the other executor's commit on the chain head); " +
+			"requests waited 1.25 ms on average for their batch to start", false},
+		// 200 more batches with 1,100 more requests, and 2,000 ms more in each phase and in waits.
+		{"between two samples", before, sample(batchMetrics(300, 5, 2500)), "200 batches of 5.5 requests on average; " +
+			"per batch read 10.00 ms, write 10.00 ms, commit 10.00 ms (the write includes waiting for the other " +
+			"executor's commit on the chain head); requests waited 1.82 ms on average for their batch to start", false},
+		{"no batch between them", before, before, "", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := c.b.since(c.a)
+			if (err != nil) != c.wantErr {
+				t.Fatalf("err = %v, want error %v", err, c.wantErr)
+			}
+			if got != c.want {
+				t.Errorf("got  %s\nwant %s", got, c.want)
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -17,6 +18,12 @@ import (
 // the client's own delays.
 const durationMetric = "passnum_grpc_request_duration_seconds"
 
+// serverSample is what passnumd's /metrics says about redemptions so far.
+type serverSample struct {
+	redeem  serverHistogram
+	batches batchSample
+}
+
 // serverHistogram is passnumd's own histogram of RedeemVoucher durations so far: cumulative
 // counts by upper bound in seconds, and the total.
 type serverHistogram struct {
@@ -24,41 +31,100 @@ type serverHistogram struct {
 	buckets map[float64]uint64
 }
 
-// redeemHistogram reads RedeemVoucher's duration histogram from passnumd's /metrics.
-func (d *daemon) redeemHistogram(ctx context.Context) (serverHistogram, error) {
-	h := serverHistogram{buckets: map[float64]uint64{}}
+// countSum is a histogram's sample count and sum.
+type countSum struct {
+	count uint64
+	sum   float64
+}
+
+// batchSample is the redemption batches' metrics (internal/programmes/metrics.go): batch
+// sizes, requests' waits, and each round trip's durations by phase.
+type batchSample struct {
+	size, queued countSum
+	phases       map[string]countSum
+}
+
+// Batch metrics' names, as internal/programmes/metrics.go registers them.
+const (
+	batchSizeMetric   = "passnum_redeem_batch_size"
+	batchQueuedMetric = "passnum_redeem_queue_seconds"
+	batchPhaseMetric  = "passnum_redeem_batch_phase_seconds"
+)
+
+// batchPhases are the round trips of a batch, in order.
+var batchPhases = []string{"read", "write", "commit"}
+
+// sample reads passnumd's /metrics.
+func (d *daemon) sample(ctx context.Context) (serverSample, error) {
+	s := serverSample{redeem: serverHistogram{buckets: map[float64]uint64{}}, batches: batchSample{phases: map[string]countSum{}}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.metricsAddr+"/metrics", nil)
 	if err != nil {
-		return h, err
+		return s, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return h, err
+		return s, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return h, fmt.Errorf("GET /metrics: %s", resp.Status)
+		return s, fmt.Errorf("GET /metrics: %s", resp.Status)
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		return h, fmt.Errorf("parse passnumd's metrics: %w", err)
+		return s, fmt.Errorf("parse passnumd's metrics: %w", err)
 	}
-	f := families[durationMetric]
-	if f == nil {
-		return h, nil // no RPC timed yet
-	}
-	for _, m := range f.GetMetric() {
+	// A family is missing until its first sample: nothing timed yet.
+	for _, m := range families[durationMetric].GetMetric() {
 		if !hasLabel(m.GetLabel(), "method", pb.VoucherService_RedeemVoucher_FullMethodName) {
 			continue
 		}
 		hist := m.GetHistogram()
-		h.count = hist.GetSampleCount()
+		s.redeem.count = hist.GetSampleCount()
 		for _, b := range hist.GetBucket() {
-			h.buckets[b.GetUpperBound()] = b.GetCumulativeCount()
+			s.redeem.buckets[b.GetUpperBound()] = b.GetCumulativeCount()
 		}
 	}
-	return h, nil
+	for _, m := range families[batchSizeMetric].GetMetric() {
+		s.batches.size = countSumOf(m)
+	}
+	for _, m := range families[batchQueuedMetric].GetMetric() {
+		s.batches.queued = countSumOf(m)
+	}
+	for _, m := range families[batchPhaseMetric].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "phase" {
+				s.batches.phases[l.GetValue()] = countSumOf(m)
+			}
+		}
+	}
+	return s, nil
+}
+
+func countSumOf(m *dto.Metric) countSum {
+	return countSum{m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()}
+}
+
+// since describes the batches between a and b: how many, how large, how long each round
+// trip took and how long requests waited for their batch, on average.
+func (b batchSample) since(a batchSample) (string, error) {
+	batches := b.size.count - a.size.count
+	if batches == 0 {
+		return "", fmt.Errorf("passnumd counted no redemption batch")
+	}
+	meanMS := func(x, y countSum) float64 {
+		if x.count == y.count {
+			return 0
+		}
+		return 1000 * (x.sum - y.sum) / float64(x.count-y.count)
+	}
+	var phases []string
+	for _, p := range batchPhases {
+		phases = append(phases, fmt.Sprintf("%s %.2f ms", p, meanMS(b.phases[p], a.phases[p])))
+	}
+	return fmt.Sprintf("%d batches of %.1f requests on average; per batch %s (the write includes waiting for the "+
+		"other executor's commit on the chain head); requests waited %.2f ms on average for their batch to start",
+		batches, (b.size.sum-a.size.sum)/float64(batches), strings.Join(phases, ", "), meanMS(b.queued, a.queued)), nil
 }
 
 func hasLabel(labels []*dto.LabelPair, name, value string) bool {

@@ -189,7 +189,7 @@ func (b *bench) latencyRun(ctx context.Context, r *redeemer, first int, rate, pe
 	if err != nil {
 		return latencyRun{}, err
 	}
-	histA, err := b.daemon.redeemHistogram(ctx)
+	srvA, err := b.daemon.sample(ctx)
 	if err != nil {
 		return latencyRun{}, err
 	}
@@ -211,7 +211,7 @@ func (b *bench) latencyRun(ctx context.Context, r *redeemer, first int, rate, pe
 	if err != nil {
 		return lr, err
 	}
-	histB, err := b.daemon.redeemHistogram(ctx)
+	srvB, err := b.daemon.sample(ctx)
 	if err != nil {
 		return lr, err
 	}
@@ -232,13 +232,18 @@ func (b *bench) latencyRun(ctx context.Context, r *redeemer, first int, rate, pe
 	open := sortDurations(lr.latencies)
 	p50, p99 := ms(percentile(open, 0.5)), ms(percentile(open, 0.99))
 	// Where the tail is: passnumd's own timing against the client's, at the target's limit.
-	serverSlow, err := histB.slowerThan(histA, float64(maxP99ms)/1000)
+	serverSlow, err := srvB.redeem.slowerThan(srvA.redeem, float64(maxP99ms)/1000)
+	if err != nil {
+		return lr, err
+	}
+	batches, err := srvB.batches.since(srvA.batches)
 	if err != nil {
 		return lr, err
 	}
 	clientSlow := float64(len(open)-sort.Search(len(open), func(i int) bool { return ms(open[i]) > maxP99ms })) / float64(len(open))
 	b.res.addInfo("latency run: %.2f %% of the calls took more than %.0f ms as the client timed them (from their scheduled start), "+
 		"%.2f %% as passnumd timed them (from its first interceptor to the reply)", 100*clientSlow, float64(maxP99ms), 100*serverSlow)
+	b.res.addInfo("latency run: %s", batches)
 	b.log.Info("latency run done", "p50_ms", p50, "p99_ms", p99, "achieved", math.Round(lr.achieved), "errors", formatErrors(lr.errors))
 	note := fmt.Sprintf("p50 %.1f ms, p99.9 %.1f ms, max %.1f ms at %.0f calls/s asked (%.0f %% of peak), "+
 		"%.0f answered OK per second, over %v; worst second: %d (p99 %.1f ms), each second in latency-timeline.csv",
