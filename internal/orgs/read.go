@@ -271,6 +271,11 @@ func (si SiteInfo) QualifiedOn(date time.Time) bool {
 // deduplicated (case, spaces and apostrophes do not matter), and returns the catalogue's
 // spelling of it.
 func (si SiteInfo) Offers(label string) (string, bool) {
+	// Clients usually send the catalogue's own spelling; catalogue labels are unique up to
+	// serviceKey (normalizeServices), so an exact match is the answer.
+	if i := slices.Index(si.Services, label); i >= 0 && label != "" {
+		return si.Services[i], true
+	}
 	k := serviceKey(label)
 	i := slices.IndexFunc(si.Services, func(s string) bool { return serviceKey(s) == k })
 	if i < 0 || k == "" {
