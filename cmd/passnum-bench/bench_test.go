@@ -66,7 +66,9 @@ passnum_grpc_request_duration_seconds_count{method="/passnum.v1.BookService/Hand
 `, count, within25)
 }
 
-func TestRedeemHistogram(t *testing.T) {
+// metricsSampler serves a /metrics page and returns a function that sets the page's text and
+// reads it as the harness reads passnumd's.
+func metricsSampler(t *testing.T) func(text string) serverSample {
 	var page string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/metrics" {
@@ -75,9 +77,9 @@ func TestRedeemHistogram(t *testing.T) {
 		}
 		io.WriteString(w, page)
 	}))
-	defer srv.Close()
+	t.Cleanup(srv.Close)
 	d := &daemon{metricsAddr: srv.Listener.Addr().String()}
-	sample := func(text string) serverSample {
+	return func(text string) serverSample {
 		t.Helper()
 		page = text
 		s, err := d.sample(t.Context())
@@ -86,6 +88,10 @@ func TestRedeemHistogram(t *testing.T) {
 		}
 		return s
 	}
+}
+
+func TestRedeemHistogram(t *testing.T) {
+	sample := metricsSampler(t)
 
 	before := sample(durationMetrics(1000, 990)).redeem
 	after := sample(durationMetrics(3000, 2890)).redeem // 2,000 calls, 1,900 within 25 ms
@@ -137,19 +143,8 @@ func batchMetrics(batches int, size, ms float64) string {
 }
 
 func TestBatchSample(t *testing.T) {
-	var page string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, page) }))
-	defer srv.Close()
-	d := &daemon{metricsAddr: srv.Listener.Addr().String()}
-	sample := func(text string) batchSample {
-		t.Helper()
-		page = text
-		s, err := d.sample(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s.batches
-	}
+	read := metricsSampler(t)
+	sample := func(text string) batchSample { return read(text).batches }
 	empty := sample("# no metrics yet\n")
 	before := sample(batchMetrics(100, 4, 500))
 	for _, c := range []struct {
