@@ -67,6 +67,10 @@ type Cluster struct {
 var baseSettings = []string{
 	"max_connections=200",
 	"shared_buffers=256MB",
+	// Full-page images compressed in the WAL: a redemption writes 8–10 % less WAL and the
+	// commits' flushes, inside the programme's critical section, are shorter (bench/README.md,
+	// session 6). "on" is pglz, which every supported version accepts.
+	"wal_compression=on",
 }
 
 // fastUnsafeSettings trade durability for speed; tests only.

@@ -109,6 +109,7 @@ func TestSettings(t *testing.T) {
 		"min_wal_size":    "1GB",   // adds to them
 		"fsync":           "off",   // FastUnsafe has the last word
 		"shared_buffers":  "256MB", // base settings not overridden stay
+		"wal_compression": "pglz",  // "on", as the server names it
 	} {
 		if got := setting(t, conn, name); got != want {
 			t.Errorf("%s = %q, want %q", name, got, want)
