@@ -2,6 +2,7 @@ package programmes
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"slices"
@@ -772,6 +773,53 @@ func TestScopes(t *testing.T) {
 	}
 	_, _, err = f.svc.ListBooks(f.ctx, f.op, BookFilter{}, paging.Request{Token: "!!"})
 	wantFault(t, err, "INVALID_PAGE_TOKEN")
+}
+
+// A redemption's idempotency record names the redemption only; replays rebuild the answer
+// from the redemption row and its ledger transaction. Records written before held the whole
+// response (but its sequence number) and must replay the same.
+func TestRedeemReplaysRecordsOfEitherForm(t *testing.T) {
+	f := newFixture(t, Options{})
+	_, book := f.ready()
+	site := f.sites[1]
+	spec := RedeemSpec{Code: book.Codes[2].String(), Service: services[0], Minutes: 75}
+	k := key()
+	first, err := f.svc.RedeemVoucher(f.ctx, site, k, spec)
+	f.must(err)
+	var stored []byte
+	f.must(f.db.Owner.QueryRow(f.ctx, `SELECT response FROM idempotency_keys WHERE org_id = $1 AND key = $2`,
+		site.Org, k).Scan(&stored))
+	if want := fmt.Sprintf(`{"code":%d,"round":1}`, int64(first.Code)); string(stored) != want {
+		t.Errorf("recorded response %s, want %s", stored, want)
+	}
+
+	// The former form, under another key for the same request: what json.Marshal of the
+	// answer gave before its ledger sequence number was known.
+	old := *first
+	old.Ledger.Seq = 0
+	whole, err := json.Marshal(old)
+	f.must(err)
+	oldKey := key()
+	_, err = f.db.Owner.Exec(f.ctx, `
+		INSERT INTO idempotency_keys (org_id, key, operation, request_hash, response)
+		SELECT org_id, $3, operation, request_hash, $4 FROM idempotency_keys WHERE org_id = $1 AND key = $2`,
+		site.Org, k, oldKey, whole)
+	f.must(err)
+
+	for _, c := range []struct{ name, key string }{{"record naming the redemption", k}, {"record of the whole response", oldKey}} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := f.svc.RedeemVoucher(f.ctx, site, c.key, spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, first) {
+				t.Errorf("replay differs:\n got %+v\nwant %+v", got, first)
+			}
+		})
+	}
+	if n := f.count(`SELECT count(*) FROM redemptions WHERE voucher_code = $1`, int64(first.Code)); n != 1 {
+		t.Errorf("%d redemptions of the voucher, want 1", n)
+	}
 }
 
 func TestRedeemerClose(t *testing.T) {
