@@ -81,7 +81,10 @@
 // records' primary key (see redeemBatch). A request whose key already appears in a batch
 // waits for the next batch, where it replays the first one's answer. If a batch fails as a
 // whole for an unexpected reason its items are run again one by one, so one bad item never
-// fails the others. The sites of a batch are read in its first round trip, once each.
+// fails the others. The sites of a batch are read in its first round trip, once each. A
+// redemption's idempotency record holds only its voucher code and round; a replay reads the
+// answer back from the redemption row and its ledger transaction, both append-only. The
+// batches' size, waits and round trips are exported as metrics (metrics.go).
 //
 // Reversals. The operator reverses a redemption with a reason and a note. For an error the
 // voucher becomes available again (its round counter stays, so the next redemption is round
