@@ -53,6 +53,7 @@ type options struct {
 	duration          time.Duration
 	warmup            time.Duration
 	latencyDuration   time.Duration
+	latencyWarmup     time.Duration
 	concurrency       int
 	connections       int
 	rate              float64
@@ -91,6 +92,8 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&o.duration, "duration", 30*time.Second, "measured length of the redemption throughput run")
 	fs.DurationVar(&o.warmup, "warmup", 5*time.Second, "unmeasured load before the throughput run")
 	fs.DurationVar(&o.latencyDuration, "latency-duration", 30*time.Second, "length of the constant-rate latency run")
+	fs.DurationVar(&o.latencyWarmup, "latency-warmup", 35*time.Second, "unmeasured load at the latency run's rate before it (and before pgbench's run at half its peak), "+
+		"so that the page cache dirtied by the peak runs and the hand-outs is written back before measuring: the kernel writes pages back 30 s after they were dirtied (vm.dirty_expire_centisecs)")
 	fs.IntVar(&o.concurrency, "concurrency", 1024, "redeeming goroutines of the throughput run")
 	fs.IntVar(&o.connections, "connections", 4, "gRPC connections the goroutines share")
 	fs.Float64Var(&o.rate, "rate", 0, "calls/s of the latency run; 0: half the measured peak")
@@ -117,7 +120,7 @@ func run(ctx context.Context, args []string) error {
 	default:
 		return fmt.Errorf("-scenario %q: want redeem, issue, report or all", o.scenario)
 	}
-	if o.concurrency < 1 || o.connections < 1 || o.sites < 1 || o.duration <= 0 || o.latencyDuration <= 0 {
+	if o.concurrency < 1 || o.connections < 1 || o.sites < 1 || o.duration <= 0 || o.latencyDuration <= 0 || o.latencyWarmup < 0 {
 		return errors.New("-concurrency, -connections, -sites, -duration and -latency-duration must be positive")
 	}
 	if o.issueBooks < 1 || o.issueBooks > 100_000 {
