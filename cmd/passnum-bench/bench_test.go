@@ -136,7 +136,7 @@ func batchMetrics(batches int, size, ms float64) string {
 	b.WriteString("# TYPE passnum_redeem_queue_seconds histogram\n")
 	hist("passnum_redeem_queue_seconds", "", int(float64(batches)*size), ms/1000)
 	b.WriteString("# TYPE passnum_redeem_batch_phase_seconds histogram\n")
-	for _, p := range []string{"read", "write", "commit"} {
+	for _, p := range batchPhases {
 		hist("passnum_redeem_batch_phase_seconds", `phase="`+p+`",`, batches, ms/1000)
 	}
 	return b.String()
