@@ -16,6 +16,7 @@ type Ledger struct {
 	pool     *pgxpool.Pool
 	log      *slog.Logger
 	accounts accountCache
+	heads    headCache
 }
 
 // New returns a ledger over pool; a nil logger discards logs.

@@ -19,12 +19,17 @@ type Pipeline struct {
 	conn      *pgx.Conn
 	begun     bool
 	committed bool
+	retry     bool // an earlier attempt of the same transaction failed
 }
 
 var errPipelineCommitted = errors.New("pipeline: transaction already committed")
 
 // Send runs b's statements in the transaction, in one round trip.
-func (p *Pipeline) Send(ctx context.Context, b *pgx.Batch) error {
+func (p *Pipeline) Send(ctx context.Context, b *pgx.Batch) error { return p.send(ctx, b, nil) }
+
+// send runs b like Send, calling sent, if not nil, once b is written to the connection and
+// before its results are read.
+func (p *Pipeline) send(ctx context.Context, b *pgx.Batch, sent func()) error {
 	if p.committed {
 		return errPipelineCommitted
 	}
@@ -35,11 +40,18 @@ func (p *Pipeline) Send(ctx context.Context, b *pgx.Batch) error {
 		b = withBegin
 		p.begun = true
 	}
-	return p.conn.SendBatch(ctx, b).Close()
+	br := p.conn.SendBatch(ctx, b)
+	if sent != nil {
+		sent()
+	}
+	return br.Close()
 }
 
 // Commit runs b's statements, if any, then commits, in one round trip. It queues COMMIT on b.
-func (p *Pipeline) Commit(ctx context.Context, b *pgx.Batch) error {
+func (p *Pipeline) Commit(ctx context.Context, b *pgx.Batch) error { return p.commit(ctx, b, nil) }
+
+// commit runs b and commits like Commit, calling sent as send does.
+func (p *Pipeline) commit(ctx context.Context, b *pgx.Batch, sent func()) error {
 	if p.committed {
 		return errPipelineCommitted
 	}
@@ -55,7 +67,7 @@ func (p *Pipeline) Commit(ctx context.Context, b *pgx.Batch) error {
 		rolledBack = ct.String() == "ROLLBACK"
 		return nil
 	})
-	if err := p.Send(ctx, b); err != nil {
+	if err := p.send(ctx, b, sent); err != nil {
 		return err
 	}
 	p.committed = true
@@ -126,13 +138,15 @@ const rollbackTimeout = 5 * time.Second
 // RunPipelined runs fn in one Pipeline and commits it (when fn has not), with the retries of
 // RunInTx. If fn fails, the transaction is rolled back.
 func (l *Ledger) RunPipelined(ctx context.Context, op string, fn func(ctx context.Context, p *Pipeline) error) error {
+	attempts := 0
 	return l.retry(ctx, op, func() error {
+		attempts++
 		c, err := l.pool.Acquire(ctx)
 		if err != nil {
 			return fmt.Errorf("%s: %w", op, err)
 		}
 		defer c.Release()
-		p := &Pipeline{conn: c.Conn()}
+		p := &Pipeline{conn: c.Conn(), retry: attempts > 1}
 		err = fn(ctx, p)
 		if err == nil && !p.committed {
 			err = p.Commit(ctx, nil)

@@ -160,6 +160,7 @@ type Execer interface {
 // (a Pipeline): QueueLock adds the chain-head locks to a batch, and once that batch has run,
 // QueueWrite adds the ledger's inserts to the next one. Post is exactly these steps.
 type PendingPost struct {
+	l          *Ledger
 	entries    []Entry
 	programmes []uuid.UUID
 	ids        map[AccountRef]int64
@@ -191,7 +192,7 @@ func (l *Ledger) PreparePost(ctx context.Context, q Execer, entries ...Entry) (*
 	if err != nil {
 		return nil, fmt.Errorf("post: %w", err)
 	}
-	return &PendingPost{entries: entries, programmes: programmes, ids: ids,
+	return &PendingPost{l: l, entries: entries, programmes: programmes, ids: ids,
 		heads: make(map[uuid.UUID]*chainHead, len(programmes))}, nil
 }
 
@@ -224,6 +225,23 @@ func (pp *PendingPost) QueueLock(b *pgx.Batch) {
 // statement (the database checks each transaction balances and moves balances once per
 // statement), then the chain heads. The batch of QueueLock must have run.
 func (pp *PendingPost) QueueWrite(b *pgx.Batch) ([]Posted, error) {
+	// Recorded after the chain lock, so recorded_at follows seq within a programme.
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	posted, err := pp.queueWrite(b, now)
+	if err != nil {
+		return nil, err
+	}
+	c := &pp.l.heads
+	c.mu.Lock()
+	c.record(pp, now)
+	c.mu.Unlock()
+	// The heads now hold the last entry's seq and hash: a second QueueWrite would reuse them.
+	pp.heads = nil
+	return posted, nil
+}
+
+// queueWrite queues pp's writes chained onto pp.heads, which it advances, recorded at now.
+func (pp *PendingPost) queueWrite(b *pgx.Batch, now time.Time) ([]Posted, error) {
 	heads := pp.heads
 	for _, p := range pp.programmes {
 		if heads[p] == nil {
@@ -232,8 +250,6 @@ func (pp *PendingPost) QueueWrite(b *pgx.Batch) ([]Posted, error) {
 	}
 	entries, ids := pp.entries, pp.ids
 
-	// Recorded after the chain lock, so recorded_at follows seq within a programme.
-	now := time.Now().UTC().Truncate(time.Microsecond)
 	n := len(entries)
 	var (
 		txProg, txID, txOrg, txRev = make([]pgtype.UUID, n), make([]pgtype.UUID, n), make([]pgtype.UUID, n), make([]pgtype.UUID, n)
@@ -320,8 +336,6 @@ func (pp *PendingPost) QueueWrite(b *pgx.Batch) ([]Posted, error) {
 			  FROM unnest($1::uuid[], $2::bigint[], $3::bytea[]) AS h(p, s, h)
 			 WHERE c.programme_id = h.p`, headProg, headSeq, headHash)
 	})
-	// The heads now hold the last entry's seq and hash: a second QueueWrite would reuse them.
-	pp.heads = nil
 	return posted, nil
 }
 

@@ -81,6 +81,8 @@ func (l *Ledger) retry(ctx context.Context, op string, attempt func() error) err
 			txTotal.WithLabelValues(op, "ok").Inc()
 			return nil
 		}
+		// The heads this attempt chained onto or left may not be the database's.
+		l.heads.forget()
 		code, again := retryable(err)
 		if !again || n == maxAttempts {
 			txTotal.WithLabelValues(op, "error").Inc()
