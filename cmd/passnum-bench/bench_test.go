@@ -153,13 +153,13 @@ func TestBatchSample(t *testing.T) {
 		want    string
 		wantErr bool
 	}{
-		{"from the start", empty, before, "100 batches of 4.0 requests on average; per batch read 5.00 ms, write 5.00 ms, " +
-			"commit 5.00 ms (the write includes waiting for the other executor's commit on the chain head); " +
+		{"from the start", empty, before, "100 batches of 4.0 requests on average; round trips on average (how many): " +
+			"read 5.00 ms (100), write_commit 5.00 ms (100), write 5.00 ms (100), commit 5.00 ms (100); " +
 			"requests waited 1.25 ms on average for their batch to start", false},
 		// 200 more batches with 1,100 more requests, and 2,000 ms more in each phase and in waits.
 		{"between two samples", before, sample(batchMetrics(300, 5, 2500)), "200 batches of 5.5 requests on average; " +
-			"per batch read 10.00 ms, write 10.00 ms, commit 10.00 ms (the write includes waiting for the other " +
-			"executor's commit on the chain head); requests waited 1.82 ms on average for their batch to start", false},
+			"round trips on average (how many): read 10.00 ms (200), write_commit 10.00 ms (200), write 10.00 ms (200), " +
+			"commit 10.00 ms (200); requests waited 1.82 ms on average for their batch to start", false},
 		{"no batch between them", before, before, "", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {

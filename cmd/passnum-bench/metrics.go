@@ -51,8 +51,9 @@ const (
 	batchPhaseMetric  = "passnum_redeem_batch_phase_seconds"
 )
 
-// batchPhases are the round trips of a batch, in order.
-var batchPhases = []string{"read", "write", "commit"}
+// batchPhases are the round trips of a batch: read, then write_commit after a chain head the
+// process knows, else write and commit.
+var batchPhases = []string{"read", "write_commit", "write", "commit"}
 
 // sample reads passnumd's /metrics.
 func (d *daemon) sample(ctx context.Context) (serverSample, error) {
@@ -120,10 +121,12 @@ func (b batchSample) since(a batchSample) (string, error) {
 	}
 	var phases []string
 	for _, p := range batchPhases {
-		phases = append(phases, fmt.Sprintf("%s %.2f ms", p, meanMS(b.phases[p], a.phases[p])))
+		if n := b.phases[p].count - a.phases[p].count; n > 0 {
+			phases = append(phases, fmt.Sprintf("%s %.2f ms (%d)", p, meanMS(b.phases[p], a.phases[p]), n))
+		}
 	}
-	return fmt.Sprintf("%d batches of %.1f requests on average; per batch %s (the write includes waiting for the "+
-		"other executor's commit on the chain head); requests waited %.2f ms on average for their batch to start",
+	return fmt.Sprintf("%d batches of %.1f requests on average; round trips on average (how many): %s; "+
+		"requests waited %.2f ms on average for their batch to start",
 		batches, (b.size.sum-a.size.sum)/float64(batches), strings.Join(phases, ", "), meanMS(b.queued, a.queued)), nil
 }
 

@@ -8,9 +8,10 @@ import (
 
 // Metrics of the redemption batches (group commit). Latency at moderate load follows the
 // length of a batch and how long requests wait for one, so both are exposed, the batch by
-// round trip: its reads and voucher locks, its writes up to the programme's chain head
-// (the wait for the other executor's commit included), and the ledger's entries with the
-// commit. Package-level like the ledger's, registered by whoever serves them (Collectors).
+// round trip: its reads and voucher locks, then either its writes, ledger entries and commit
+// at once (write_commit, after a chain head the process knows), or its writes up to the
+// programme's chain head (write) and the ledger's entries with the commit (commit).
+// Package-level like the ledger's, registered by whoever serves them (Collectors).
 var (
 	batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "passnum_redeem_batch_size",
@@ -24,12 +25,13 @@ var (
 	})
 	batchPhase = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "passnum_redeem_batch_phase_seconds",
-		Help:    "Duration of each round trip of a redemption batch: read (sites, voucher locks, idempotency records), write (vouchers, redemptions, records, then the chain head's lock), commit (ledger entries and COMMIT).",
+		Help:    "Duration of each round trip of a redemption batch: read (sites, voucher locks, idempotency records), then write_commit (vouchers, redemptions, records, ledger entries after the known chain head, COMMIT), or write (vouchers, redemptions, records, then the chain head's lock) and commit (ledger entries and COMMIT).",
 		Buckets: latencyBuckets,
 	}, []string{"phase"})
-	phaseRead   = batchPhase.WithLabelValues("read")
-	phaseWrite  = batchPhase.WithLabelValues("write")
-	phaseCommit = batchPhase.WithLabelValues("commit")
+	phaseRead        = batchPhase.WithLabelValues("read")
+	phaseWrite       = batchPhase.WithLabelValues("write")
+	phaseCommit      = batchPhase.WithLabelValues("commit")
+	phaseWriteCommit = batchPhase.WithLabelValues("write_commit")
 )
 
 // latencyBuckets run from 0.25 ms to 1 s; 25 ms, the latency target, is a bound.
