@@ -148,12 +148,12 @@ func benchmarkPostingsTriggers(b *testing.B, others int) {
 	}
 }
 
-// BenchmarkRedemptionBatches writes redemption batches the way RedeemVoucher's executors do
-// (internal/programmes, redeemBatch): in one transaction, the vouchers marked redeemed and
+// BenchmarkRedemptionBatches writes redemption batches much as RedeemVoucher's executor does
+// (internal/programmes, redeemBatch, before it wrote at known chain heads): in one transaction, the vouchers marked redeemed and
 // the redemptions inserted (whose report trigger upserts the report_spend rows of their
 // sites), then the ledger post (the programme's chain head, locked until commit), then the
-// commit. With two workers, as the two executors, a worker's redemption insert overlaps the
-// other's post and commit unless they wait for each other's report rows. b.N is the number
+// commit. With two workers, as the two executors of sessions 3 to 6, a worker's redemption
+// insert overlaps the other's post and commit unless they wait for each other's report rows. b.N is the number
 // of redemptions; insert-ms/batch is the time of the redemptions insert as the client sees
 // it (waits included).
 func BenchmarkRedemptionBatches(b *testing.B) {

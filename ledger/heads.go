@@ -100,6 +100,7 @@ func (pp *PendingPost) CommitAtKnownHeads(ctx context.Context, p *Pipeline, b *p
 	c.record(pp, now)
 	pp.heads = nil
 	if err := p.commit(ctx, b, unlock); err != nil {
+		c.forget() // at once, not only when the retry starts: the next writer may be waiting
 		return nil, true, fmt.Errorf("post %d entries: %w", len(pp.entries), err)
 	}
 	return posted, true, nil

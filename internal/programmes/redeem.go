@@ -363,6 +363,10 @@ func (s *Service) redeemBatch(ctx context.Context, tx *ledger.Pipeline, items []
 		INSERT INTO idempotency_keys (org_id, key, operation, request_hash, response)
 		SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::bytea[])`,
 		wSites, wKeys, wOps, wHashes, wResponse)
+	// One batch writes at a time, after the previous one committed: the next batch reads
+	// meanwhile, and then chains onto a head that is committed.
+	s.redeemer.writing.Lock()
+	defer s.redeemer.writing.Unlock()
 	pp, err := s.l.PreparePost(ctx, tx, entries...)
 	if err != nil {
 		return fmt.Errorf("redeem %d vouchers: %w", n, err)
@@ -466,14 +470,15 @@ func replayRedemption(ctx context.Context, tx ledger.Querier, r *Redemption) err
 	return nil
 }
 
-// Redeemer defaults. One executor: its batch reads in one round trip, then writes and
-// commits in another, chained onto the head its previous batch left
-// (ledger.PendingPost.CommitAtKnownHeads). A second executor would chain onto the first's
-// head while that batch is still in flight, and its check fails whenever its own writes reach
-// the chain head's lock first: in make bench's latency run, two executors retried about 2,000
-// batches and doubled p50 (bench/README.md, session 7).
+// Redeemer defaults. Two executors pipeline: while one writes and commits its batch in one
+// round trip, chained onto the head the previous batch left
+// (ledger.PendingPost.CommitAtKnownHeads), the other reads and locks the vouchers of the
+// next. They write one at a time (redeemer.writing): an executor that chained onto the
+// other's head while that batch was still in flight lost the race for the head's lock
+// whenever its own writes were quicker, about 2,000 retries in make bench's latency run
+// (bench/README.md, session 7).
 const (
-	defaultExecutors = 1
+	defaultExecutors = 2
 	defaultMaxBatch  = 256
 	batchTimeout     = 30 * time.Second
 )
@@ -485,11 +490,12 @@ var errRedeemerClosed = errors.New("redeemer closed")
 // everything queued, up to max, with no artificial wait, so a lone request is a batch of one
 // and a busy programme commits many redemptions per lock of its hot rows.
 type redeemer struct {
-	s     *Service
-	queue chan *redeemItem
-	max   int
-	stop  chan struct{}
-	wg    sync.WaitGroup
+	s       *Service
+	queue   chan *redeemItem
+	max     int
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	writing sync.Mutex // held by the executor writing and committing its batch
 
 	mu     sync.RWMutex // held for reading while queueing, for writing to close
 	closed bool

@@ -22,7 +22,7 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (tests move it); nil is time.Now.
 	Now func() time.Time
-	// RedeemExecutors is the number of goroutines committing redemption batches (default 1).
+	// RedeemExecutors is the number of goroutines committing redemption batches (default 2).
 	RedeemExecutors int
 	// RedeemMaxBatch bounds the redemptions committed in one transaction (default 256).
 	RedeemMaxBatch int
