@@ -67,7 +67,7 @@
 //
 // Group commit. Every redemption of a programme moves its one Outstanding account and
 // extends its one hash chain, so a programme's redemptions are serialised by those rows.
-// RedeemVoucher therefore queues requests for one executor, which takes everything queued
+// RedeemVoucher therefore queues requests for two executors; each takes everything queued
 // (up to a maximum, with no artificial wait) and redeems it in one database transaction
 // (redeemBatch) of two round trips whatever its size (a ledger.Pipeline: BEGIN travels with
 // the first batch of statements and COMMIT with the last): one to lock the vouchers in code
@@ -77,9 +77,10 @@
 // head as the previous batch left it, checked under the head's lock, and the commit
 // (ledger.PendingPost.CommitAtKnownHeads). When the head is not known to the process (its
 // first batch, after a failure, or on a retry) the head is locked and read at the end of the
-// writes and the ledger entries go with the commit in a third round trip. The hot rows are
-// locked for the ledger's statements and the commit only, once per batch instead of once
-// per voucher.
+// writes and the ledger entries go with the commit in a third round trip. One executor reads
+// while the other writes; they write one at a time, so a batch chains onto a committed head.
+// The hot rows are locked for the ledger's statements and the commit only, once per batch
+// instead of once per voucher.
 // Exactly-once rests on the voucher lock taken before the idempotency records are read (a
 // retry names the same voucher, so it waits for the first attempt and replays it) and on the
 // records' primary key (see redeemBatch). A request whose key already appears in a batch
