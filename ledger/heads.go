@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // headCache holds, per programme, the chain head this process last wrote: the head after
@@ -27,7 +26,8 @@ type knownHead struct {
 	recordedAt time.Time
 }
 
-// record notes the heads pp's writes leave. The caller holds c.mu.
+// record notes the heads pp's writes leave, and takes them from pp: they hold its last
+// entries' seq and hash, which a second write of pp would reuse. The caller holds c.mu.
 func (c *headCache) record(pp *PendingPost, recordedAt time.Time) {
 	if c.heads == nil {
 		c.heads = make(map[uuid.UUID]knownHead)
@@ -35,6 +35,7 @@ func (c *headCache) record(pp *PendingPost, recordedAt time.Time) {
 	for p, h := range pp.heads {
 		c.heads[p] = knownHead{seq: h.seq, hash: h.hash, recordedAt: recordedAt}
 	}
+	pp.heads = nil
 }
 
 // forget drops every head: the transaction that was to leave one may not have committed.
@@ -74,20 +75,17 @@ func (pp *PendingPost) CommitAtKnownHeads(ctx context.Context, p *Pipeline, b *p
 	}
 	defer unlock()
 	var last time.Time
-	expProg := make([]pgtype.UUID, 0, len(pp.programmes))
-	expSeq := make([]int64, 0, len(pp.programmes))
-	expHash := make([][]byte, 0, len(pp.programmes))
 	for _, prog := range pp.programmes {
 		h, known := c.heads[prog]
 		if !known {
 			return nil, false, nil
 		}
 		pp.heads[prog] = &chainHead{seq: h.seq, hash: h.hash}
-		expProg, expSeq, expHash = append(expProg, pgUUID(prog)), append(expSeq, h.seq), append(expHash, h.hash)
 		if h.recordedAt.After(last) {
 			last = h.recordedAt
 		}
 	}
+	expProg, expSeq, expHash := pp.headArrays() // before queueWrite advances the heads
 	b.Queue(`SELECT ledger_lock_heads_at($1, $2, $3)`, expProg, expSeq, expHash)
 	// recorded_at must not go back along a chain, even if the clock does.
 	now := time.Now().UTC().Truncate(time.Microsecond)
@@ -98,7 +96,6 @@ func (pp *PendingPost) CommitAtKnownHeads(ctx context.Context, p *Pipeline, b *p
 		return nil, true, err
 	}
 	c.record(pp, now)
-	pp.heads = nil
 	if err := p.commit(ctx, b, unlock); err != nil {
 		c.forget() // at once, not only when the retry starts: the next writer may be waiting
 		return nil, true, fmt.Errorf("post %d entries: %w", len(pp.entries), err)

@@ -235,8 +235,6 @@ func (pp *PendingPost) QueueWrite(b *pgx.Batch) ([]Posted, error) {
 	c.mu.Lock()
 	c.record(pp, now)
 	c.mu.Unlock()
-	// The heads now hold the last entry's seq and hash: a second QueueWrite would reuse them.
-	pp.heads = nil
 	return posted, nil
 }
 
@@ -309,14 +307,7 @@ func (pp *PendingPost) queueWrite(b *pgx.Batch, now time.Time) ([]Posted, error)
 		posted[i] = Posted{ID: id, Programme: rec.Programme, Seq: rec.Seq, RecordedAt: now, Hash: rec.Hash}
 	}
 
-	headProg := make([]pgtype.UUID, 0, len(pp.programmes))
-	headSeq := make([]int64, 0, len(pp.programmes))
-	headHash := make([][]byte, 0, len(pp.programmes))
-	for _, p := range pp.programmes {
-		headProg = append(headProg, pgUUID(p))
-		headSeq = append(headSeq, heads[p].seq)
-		headHash = append(headHash, heads[p].hash)
-	}
+	headProg, headSeq, headHash := pp.headArrays()
 
 	b.Queue(`
 		INSERT INTO transactions (programme_id, seq, id, kind, effective_at, recorded_at, org_id,
@@ -337,6 +328,17 @@ func (pp *PendingPost) queueWrite(b *pgx.Batch, now time.Time) ([]Posted, error)
 			 WHERE c.programme_id = h.p`, headProg, headSeq, headHash)
 	})
 	return posted, nil
+}
+
+// headArrays returns pp's chain heads, in programme order, as the arrays the statements on
+// ledger_chains take.
+func (pp *PendingPost) headArrays() (programmes []pgtype.UUID, seqs []int64, hashes [][]byte) {
+	for _, p := range pp.programmes {
+		programmes = append(programmes, pgUUID(p))
+		seqs = append(seqs, pp.heads[p].seq)
+		hashes = append(hashes, pp.heads[p].hash)
+	}
+	return programmes, seqs, hashes
 }
 
 // pgUUID wraps a UUID for pgx. Arrays of uuid.UUID go through its driver.Valuer, which makes

@@ -379,7 +379,7 @@ func (s *Service) redeemBatch(ctx context.Context, tx *ledger.Pipeline, items []
 	if ok {
 		since(phaseWriteCommit, started)
 	} else {
-		// The chain head is not known (the process's first batch, or one after a failure):
+		// The chain head is not known (the process's first batch, one after a failure, a retry):
 		// lock it, read it, then write after it.
 		pp.QueueLock(b)
 		if err := tx.Send(ctx, b); err != nil {
