@@ -207,11 +207,20 @@ func (b *bench) startCluster(ctx context.Context) error {
 
 // benchSettings complete internal/pgcluster's settings for the benchmark's server.
 var benchSettings = []string{
-	// Time of WAL flushes, for pg_stat_wal (sampleWAL): the disk's share of commit latency.
+	// Time of WAL flushes, for pg_stat_wal (sampleActivity): the disk's share of commit latency.
 	"track_wal_io_timing=on",
 	// At least 1 GB of WAL segments stays recycled after each checkpoint (warmWAL), as on a
 	// server in service whatever the load was before its last checkpoint.
 	"min_wal_size=1GB",
+	// Checkpoints every checkpoint_timeout (5 min), spread over it, as PostgreSQL advises for
+	// a server that writes this much WAL. With the default 1 GB, the redemption loads (10–20 MB
+	// of WAL a second) started one every 30–50 s; PostgreSQL logged "checkpoints are occurring
+	// too frequently", and one that started behind schedule wrote 190 MB in 3.5 s, stalling
+	// every commit's WAL flush for 300–400 ms (bench/README.md, session 8).
+	"max_wal_size=8GB",
+	// Every autovacuum and autoanalyze in the server's log, with its CPU and elapsed time
+	// (kept with -keep): they take a core while they last, and the latency run sees them.
+	"log_autovacuum_min_duration=0",
 }
 
 // preloadStatements has the server load pg_stat_statements at its next start, counting the
@@ -307,7 +316,7 @@ func (b *bench) pgbench(ctx context.Context) error {
 		}
 	}
 	b.log.Info("pgbench: TPC-B-like run at half its peak", "tps", half, "seconds", secs)
-	walA, err := sampleWAL(ctx, b.cluster.URL("postgres"))
+	actA, err := sampleActivity(ctx, b.cluster.URL("postgres"))
 	if err != nil {
 		return err
 	}
@@ -315,7 +324,7 @@ func (b *bench) pgbench(ctx context.Context) error {
 		"-l", "--log-prefix", filepath.Join(logDir, "pgbench_log")); err != nil {
 		return err
 	}
-	walB, err := sampleWAL(ctx, b.cluster.URL("postgres"))
+	actB, err := sampleActivity(ctx, b.cluster.URL("postgres"))
 	if err != nil {
 		return err
 	}
@@ -325,7 +334,7 @@ func (b *bench) pgbench(ctx context.Context) error {
 	}
 	b.pgbenchHalf = fmt.Sprintf("pgbench at half its peak (%s tps asked): p50 %.1f ms, p99 %.1f ms, p99.9 %.1f ms",
 		half, ms(percentile(lat, 0.5)), ms(percentile(lat, 0.99)), ms(percentile(lat, 0.999)))
-	b.res.addInfo("pgbench at half its peak: %s", walPerCall(walA, walB, len(lat)))
+	b.res.addInfo("pgbench at half its peak: %s", activityPerCall(actA, actB, len(lat)))
 	b.log.Info("pgbench done", "at half its peak", b.pgbenchHalf)
 	return b.dropDatabase(ctx, pgbenchDatabase)
 }

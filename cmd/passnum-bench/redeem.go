@@ -109,7 +109,7 @@ func (b *bench) throughputRun(ctx context.Context, r *redeemer, postmaster int) 
 	var (
 		hookErr                 error
 		cpuA, cpuB              cpuSample
-		walA, walB              walSample
+		actA, actB              activitySample
 		fnA, fnB                functionTimes
 		waitProfile             = func() {}
 		profileCtx, stopProfile = context.WithCancel(ctx)
@@ -125,7 +125,7 @@ func (b *bench) throughputRun(ctx context.Context, r *redeemer, postmaster int) 
 		if _, err := b.statementCosts(ctx, 0); err != nil {
 			hookErr = err
 		}
-		if walA, err = sampleWAL(ctx, b.dbURL); err != nil {
+		if actA, err = sampleActivity(ctx, b.dbURL); err != nil {
 			hookErr = err
 		}
 		if cpuA, err = sampleCPU(b.daemon.cmd.Process.Pid, postmaster); err != nil {
@@ -138,7 +138,7 @@ func (b *bench) throughputRun(ctx context.Context, r *redeemer, postmaster int) 
 		if cpuB, err = sampleCPU(b.daemon.cmd.Process.Pid, postmaster); err != nil {
 			hookErr = err
 		}
-		if walB, err = sampleWAL(ctx, b.dbURL); err != nil {
+		if actB, err = sampleActivity(ctx, b.dbURL); err != nil {
 			hookErr = err
 		}
 		if fnB, err = b.functionTimes(ctx); err != nil {
@@ -159,7 +159,7 @@ func (b *bench) throughputRun(ctx context.Context, r *redeemer, postmaster int) 
 	}
 	b.log.Info("throughput run done", "calls/s", math.Round(tp.perSecond), "errors", formatErrors(tp.errors))
 	cpu, busy := cpuPerCall(cpuA, cpuB, tp.measured)
-	b.res.addInfo("throughput run: %s; %s", cpu, walPerCall(walA, walB, tp.measured))
+	b.res.addInfo("throughput run: %s; %s", cpu, activityPerCall(actA, actB, tp.measured))
 	b.res.addInfo("PostgreSQL functions (triggers) during the throughput window, by own time: %s", fnB.since(fnA, 6))
 	if err := b.addStatements(ctx, "the throughput window"); err != nil {
 		return tp, err
@@ -197,7 +197,7 @@ func (b *bench) latencyRun(ctx context.Context, r *redeemer, first int, rate, pe
 	if err != nil {
 		return latencyRun{}, err
 	}
-	walA, err := sampleWAL(ctx, b.dbURL)
+	actA, err := sampleActivity(ctx, b.dbURL)
 	if err != nil {
 		return latencyRun{}, err
 	}
@@ -219,7 +219,7 @@ func (b *bench) latencyRun(ctx context.Context, r *redeemer, first int, rate, pe
 	if err != nil {
 		return lr, err
 	}
-	walB, err := sampleWAL(ctx, b.dbURL)
+	actB, err := sampleActivity(ctx, b.dbURL)
 	if err != nil {
 		return lr, err
 	}
@@ -232,7 +232,7 @@ func (b *bench) latencyRun(ctx context.Context, r *redeemer, first int, rate, pe
 		return lr, err
 	}
 	cpu, busy := cpuPerCall(cpuA, cpuB, lr.sent)
-	b.res.addInfo("latency run: %s; %s", cpu, walPerCall(walA, walB, lr.sent))
+	b.res.addInfo("latency run: %s; %s", cpu, activityPerCall(actA, actB, lr.sent))
 	b.res.addInfo("PostgreSQL functions (triggers) during the latency run, by own time: %s", fnB.since(fnA, 6))
 	if err := b.addStatements(ctx, "the latency run"); err != nil {
 		return lr, err

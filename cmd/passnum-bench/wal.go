@@ -7,32 +7,62 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// walSample is the server's WAL activity so far (pg_stat_wal, the whole server).
-type walSample struct {
+// activitySample is what the server did so far beside answering queries: its WAL
+// (pg_stat_wal, the whole server), its checkpoints, whose writes share the disk with the WAL's
+// flushes, and the autovacuum workers' runs over the connected database's tables, which take
+// a core while they last.
+type activitySample struct {
 	records, fpi, bytes int64
 	syncs               int64   // WAL flushes to disk (fdatasync)
 	syncMS              float64 // time in them, counted when track_wal_io_timing is on
+	checkpointsTimed    int64   // checkpoints started by checkpoint_timeout
+	checkpointsAsked    int64   // started because max_wal_size was near, or by CHECKPOINT
+	checkpointBuffers   int64   // buffers written by checkpoints
+	autovacuums         int64   // tables vacuumed by autovacuum
+	autoanalyzes        int64   // tables analysed by autovacuum
 }
 
-// sampleWAL reads pg_stat_wal; differences of two readings give a window's WAL.
-func sampleWAL(ctx context.Context, url string) (walSample, error) {
+// Checkpoint counters moved from pg_stat_bgwriter to pg_stat_checkpointer in PostgreSQL 17.
+const (
+	checkpointStats   = `SELECT checkpoints_timed, checkpoints_req, buffers_checkpoint FROM pg_stat_bgwriter`
+	checkpointStats17 = `SELECT num_timed, num_requested, buffers_written FROM pg_stat_checkpointer`
+)
+
+// sampleActivity reads the counters; differences of two readings describe a window.
+func sampleActivity(ctx context.Context, url string) (activitySample, error) {
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
-		return walSample{}, err
+		return activitySample{}, err
 	}
 	defer conn.Close(ctx)
-	var s walSample
+	var s activitySample
 	err = conn.QueryRow(ctx, `SELECT wal_records, wal_fpi, wal_bytes::bigint, wal_sync, wal_sync_time FROM pg_stat_wal`).
 		Scan(&s.records, &s.fpi, &s.bytes, &s.syncs, &s.syncMS)
 	if err != nil {
 		return s, fmt.Errorf("read pg_stat_wal: %w", err)
 	}
+	var v17 bool
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int >= 170000").Scan(&v17); err != nil {
+		return s, fmt.Errorf("read server version: %w", err)
+	}
+	q := checkpointStats
+	if v17 {
+		q = checkpointStats17
+	}
+	if err := conn.QueryRow(ctx, q).Scan(&s.checkpointsTimed, &s.checkpointsAsked, &s.checkpointBuffers); err != nil {
+		return s, fmt.Errorf("read checkpoint statistics: %w", err)
+	}
+	err = conn.QueryRow(ctx, `SELECT coalesce(sum(autovacuum_count), 0)::bigint, coalesce(sum(autoanalyze_count), 0)::bigint
+		FROM pg_stat_user_tables`).Scan(&s.autovacuums, &s.autoanalyzes)
+	if err != nil {
+		return s, fmt.Errorf("read pg_stat_user_tables: %w", err)
+	}
 	return s, nil
 }
 
-// walPerCall describes the WAL written between a and b per call (or per transaction), and
-// the disk flushes that made it durable.
-func walPerCall(a, b walSample, calls int) string {
+// activityPerCall describes the WAL written between a and b per call (or per transaction),
+// the disk flushes that made it durable, and the checkpoints and autovacuum runs meanwhile.
+func activityPerCall(a, b activitySample, calls int) string {
 	if calls <= 0 {
 		return "no calls"
 	}
@@ -42,6 +72,9 @@ func walPerCall(a, b walSample, calls int) string {
 	if syncs := b.syncs - a.syncs; syncs > 0 {
 		s += fmt.Sprintf("; %d flushes, %.2f ms each on average", syncs, (b.syncMS-a.syncMS)/float64(syncs))
 	}
+	s += fmt.Sprintf("; checkpoints started: %d by time, %d asked for, %d buffers written by checkpoints",
+		b.checkpointsTimed-a.checkpointsTimed, b.checkpointsAsked-a.checkpointsAsked, b.checkpointBuffers-a.checkpointBuffers)
+	s += fmt.Sprintf("; autovacuum: %d tables vacuumed, %d analysed", b.autovacuums-a.autovacuums, b.autoanalyzes-a.autoanalyzes)
 	return s
 }
 
