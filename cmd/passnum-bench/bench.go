@@ -218,8 +218,8 @@ var benchSettings = []string{
 	// too frequently", and one that started behind schedule wrote 190 MB in 3.5 s, stalling
 	// every commit's WAL flush for 300–400 ms (bench/README.md, session 8).
 	"max_wal_size=8GB",
-	// Every autovacuum and autoanalyze in the server's log, with its CPU and elapsed time
-	// (kept with -keep): they take a core while they last, and the latency run sees them.
+	// Every autovacuum and autoanalyze in the server's log, with its CPU, I/O and elapsed time
+	// (kept with -keep): the latency run's worst seconds are those of their rounds.
 	"log_autovacuum_min_duration=0",
 }
 

@@ -7,10 +7,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// activitySample is what the server did so far beside answering queries: its WAL
-// (pg_stat_wal, the whole server), its checkpoints, whose writes share the disk with the WAL's
-// flushes, and the autovacuum workers' runs over the connected database's tables, which take
-// a core while they last.
+// activitySample counts the server's WAL so far (pg_stat_wal, the whole server), its
+// checkpoints, whose writes share the disk with the WAL's flushes, and autovacuum's runs over
+// the connected database's tables, which share the cores and the disk while they last.
 type activitySample struct {
 	records, fpi, bytes int64
 	syncs               int64   // WAL flushes to disk (fdatasync)
