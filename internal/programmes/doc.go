@@ -67,8 +67,8 @@
 //
 // Group commit. Every redemption of a programme moves its one Outstanding account and
 // extends its one hash chain, so a programme's redemptions are serialised by those rows.
-// RedeemVoucher therefore queues requests for two executors; each takes everything queued
-// (up to a maximum, with no artificial wait) and redeems it in one database transaction
+// RedeemVoucher therefore queues requests for two executors; the one collecting takes
+// everything queued, up to a maximum, until the batch is cut, and redeems it in one database transaction
 // (redeemBatch) of two round trips whatever its size (a ledger.Pipeline: BEGIN travels with
 // the first batch of statements and COMMIT with the last): one to lock the vouchers in code
 // order and then read the idempotency records and last redemptions; one to write the
@@ -79,6 +79,8 @@
 // first batch, after a failure, or on a retry) the head is locked and read at the end of the
 // writes and the ledger entries go with the commit in a third round trip. One executor reads
 // while the other writes; they write one at a time, so a batch chains onto a committed head.
+// A batch is cut when its read should end as the write before it does (pace.go): at once
+// when nothing is being written, so a lone request waits for nothing.
 // The hot rows are locked for the ledger's statements and the commit only, once per batch
 // instead of once per voucher.
 // Exactly-once rests on the voucher lock taken before the idempotency records are read (a

@@ -137,7 +137,9 @@ func (s *Service) RedeemVoucher(ctx context.Context, p auth.Principal, key strin
 // requests under one key in two concurrent batches both insert their record: the primary key
 // refuses the second, and the ledger's retry (RunPipelined) runs that batch again, which then replays or refuses
 // with IDEMPOTENCY_KEY_REUSED. The executor never puts one key twice in a batch.
-func (s *Service) redeemBatch(ctx context.Context, tx *ledger.Pipeline, items []*redeemItem) error {
+//
+// clock, when not nil, is told the batch's round trips (pace).
+func (s *Service) redeemBatch(ctx context.Context, tx *ledger.Pipeline, items []*redeemItem, clock *batchClock) error {
 	codes := make([]int64, 0, len(items))
 	keyOrgs, keys := make([]pgtype.UUID, len(items)), make([]string, len(items))
 	sites := make(map[uuid.UUID]*orgs.SiteInfo)
@@ -210,6 +212,7 @@ func (s *Service) redeemBatch(ctx context.Context, tx *ledger.Pipeline, items []
 		return fmt.Errorf("lock vouchers: %w", err)
 	}
 	since(phaseRead, started)
+	clock.readDone(time.Since(started))
 
 	// 2. Replays first: a recorded answer stands whatever happened since. An organisation
 	// that is no site (a token of the site role for an unknown one) never redeemed anything:
@@ -367,6 +370,7 @@ func (s *Service) redeemBatch(ctx context.Context, tx *ledger.Pipeline, items []
 	// meanwhile, and then chains onto a head that is committed.
 	s.redeemer.writing.Lock()
 	defer s.redeemer.writing.Unlock()
+	clock.writing(time.Now())
 	pp, err := s.l.PreparePost(ctx, tx, entries...)
 	if err != nil {
 		return fmt.Errorf("redeem %d vouchers: %w", n, err)
@@ -396,6 +400,7 @@ func (s *Service) redeemBatch(ctx context.Context, tx *ledger.Pipeline, items []
 		}
 		since(phaseCommit, started)
 	}
+	clock.written(time.Now())
 	for i, it := range winners {
 		it.res.Ledger.Seq = posted[i].Seq
 	}
@@ -476,7 +481,8 @@ func replayRedemption(ctx context.Context, tx ledger.Querier, r *Redemption) err
 // next. They write one at a time (redeemer.writing): an executor that chained onto the
 // other's head while that batch was still in flight lost the race for the head's lock
 // whenever its own writes were quicker, about 2,000 retries in make bench's latency run
-// (bench/README.md, session 7).
+// (bench/README.md, session 7). They collect one at a time too (redeemer.collecting), and
+// pace cuts each batch so that its read ends as the write before it does.
 const (
 	defaultExecutors = 2
 	defaultMaxBatch  = 256
@@ -486,16 +492,18 @@ const (
 // errRedeemerClosed is returned to requests queued when the service closes.
 var errRedeemerClosed = errors.New("redeemer closed")
 
-// redeemer groups concurrent redemptions into batches (group commit): each executor takes
-// everything queued, up to max, with no artificial wait, so a lone request is a batch of one
-// and a busy programme commits many redemptions per lock of its hot rows.
+// redeemer groups concurrent redemptions into batches (group commit): the executor collecting
+// takes everything queued, up to max, until pace cuts the batch, so a lone request is a batch
+// of one and a busy programme commits many redemptions per lock of its hot rows.
 type redeemer struct {
-	s       *Service
-	queue   chan *redeemItem
-	max     int
-	stop    chan struct{}
-	wg      sync.WaitGroup
-	writing sync.Mutex // held by the executor writing and committing its batch
+	s          *Service
+	queue      chan *redeemItem
+	max        int
+	stop       chan struct{}
+	wg         sync.WaitGroup
+	writing    sync.Mutex // held by the executor writing and committing its batch
+	collecting sync.Mutex // held by the executor collecting the next batch
+	pace       pace
 
 	mu     sync.RWMutex // held for reading while queueing, for writing to close
 	closed bool
@@ -572,24 +580,10 @@ func (r *redeemer) run() {
 	defer r.wg.Done()
 	var carried []*redeemItem
 	for {
-		batch := carried
+		batch, clock, stopped := r.collect(carried)
 		carried = nil
-		if len(batch) == 0 {
-			select {
-			case it := <-r.queue:
-				batch = append(batch, it)
-			case <-r.stop:
-				return
-			}
-		}
-	drain:
-		for len(batch) < r.max {
-			select {
-			case it := <-r.queue:
-				batch = append(batch, it)
-			default:
-				break drain
-			}
+		if stopped {
+			return
 		}
 		// A key already in the batch waits for the next one, where it replays the first.
 		seen := make(map[itemKey]bool, len(batch))
@@ -603,7 +597,7 @@ func (r *redeemer) run() {
 			seen[k] = true
 			run = append(run, it)
 		}
-		r.execute(run)
+		r.execute(run, clock)
 		select {
 		case <-r.stop:
 			for _, it := range carried {
@@ -616,9 +610,56 @@ func (r *redeemer) run() {
 	}
 }
 
+// collect takes the next batch and returns it with its clock: carried requests at once;
+// otherwise, one executor at a time, what is queued until the batch is full or pace cuts it.
+// stopped is true, and nothing taken, when the redeemer closes while nothing is queued.
+func (r *redeemer) collect(carried []*redeemItem) (batch []*redeemItem, clock *batchClock, stopped bool) {
+	if len(carried) > 0 {
+		// Requests carried over have waited a batch already, and the executor collecting may
+		// be waiting for a request that never comes.
+		return r.drain(carried), r.pace.cutNow(time.Now()), false
+	}
+	r.collecting.Lock()
+	defer r.collecting.Unlock()
+	select {
+	case it := <-r.queue:
+		batch = append(batch, it)
+	case <-r.stop:
+		return nil, nil, true
+	}
+	if wait := time.Until(r.pace.cutAt(time.Now(), batch[0].queued.Add(maxPaceWait))); wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+	paced:
+		for len(batch) < r.max {
+			select {
+			case it := <-r.queue:
+				batch = append(batch, it)
+			case <-t.C:
+				break paced
+			}
+		}
+	}
+	return r.drain(batch), r.pace.cutNow(time.Now()), false
+}
+
+// drain adds to batch what is queued, up to max, without waiting.
+func (r *redeemer) drain(batch []*redeemItem) []*redeemItem {
+	for len(batch) < r.max {
+		select {
+		case it := <-r.queue:
+			batch = append(batch, it)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
 // execute commits one batch. Items whose caller has gone are dropped first. If the batch
 // fails as a whole, its items run again one by one, so that one bad item fails alone.
-func (r *redeemer) execute(items []*redeemItem) {
+func (r *redeemer) execute(items []*redeemItem, clock *batchClock) {
+	defer clock.end()
 	live := items[:0]
 	for _, it := range items {
 		if err := it.ctx.Err(); err != nil {
@@ -636,11 +677,11 @@ func (r *redeemer) execute(items []*redeemItem) {
 		batchQueued.Observe(now.Sub(it.queued).Seconds())
 	}
 	batchSize.Observe(float64(len(live)))
-	err := r.runBatch(live)
+	err := r.runBatch(live, clock)
 	if err != nil && len(live) > 1 {
 		r.s.log.Warn("redemption batch failed, redeeming its items one by one", "items", len(live), "error", err)
 		for _, it := range live {
-			if err := r.runBatch([]*redeemItem{it}); err != nil {
+			if err := r.runBatch([]*redeemItem{it}, nil); err != nil {
 				it.res, it.err = nil, err
 			}
 		}
@@ -652,10 +693,10 @@ func (r *redeemer) execute(items []*redeemItem) {
 	}
 }
 
-func (r *redeemer) runBatch(items []*redeemItem) error {
+func (r *redeemer) runBatch(items []*redeemItem, clock *batchClock) error {
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
 	return r.s.l.RunPipelined(ctx, opRedeem, func(ctx context.Context, p *ledger.Pipeline) error {
-		return r.s.redeemBatch(ctx, p, items)
+		return r.s.redeemBatch(ctx, p, items, clock)
 	})
 }
