@@ -68,8 +68,8 @@
 // Group commit. Every redemption of a programme moves its one Outstanding account and
 // extends its one hash chain, so a programme's redemptions are serialised by those rows.
 // RedeemVoucher therefore queues requests for two executors; the one collecting takes
-// everything queued, up to a maximum, until the batch is cut, and redeems it in one database transaction
-// (redeemBatch) of two round trips whatever its size (a ledger.Pipeline: BEGIN travels with
+// everything queued, up to a maximum, until the batch is cut, and redeems it in one database
+// transaction (redeemBatch) of two round trips whatever its size (a ledger.Pipeline: BEGIN travels with
 // the first batch of statements and COMMIT with the last): one to lock the vouchers in code
 // order and then read the idempotency records and last redemptions; one to write the
 // vouchers, redemptions and idempotency records of the winners (each item is decided in Go
