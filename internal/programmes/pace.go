@@ -16,13 +16,12 @@ const maxPaceWait = 10 * time.Millisecond
 // during that wait miss it and wait for the batch after. So pace cuts the next batch when
 // its read, at its recent duration, should end as the previous batch's write does: the
 // requests already queued start writing no later than before, and the batch takes those
-// that come meanwhile. At moderate load that makes fewer, larger transactions for the same
-// requests, and a batch's fixed cost (some fifteen statements, their triggers, a commit) is
-// what the CPU goes to there (bench/README.md, session 9). A lone request, with no batch in
-// flight, is cut at once; a full batch too.
+// that come meanwhile. Measured at half the peak: lower p50 and about a tenth less CPU for
+// the same load (bench/README.md, session 9). A lone request, with no batch in flight, is
+// cut at once; a full batch too.
 type pace struct {
 	mu    sync.Mutex
-	read  time.Duration // moving averages of the batches' round trips (see observe)
+	read  time.Duration // moving averages of the batches' round trips (movingAverage)
 	write time.Duration // from the write lock to the commit
 	last  *batchClock   // the batch cut last
 }

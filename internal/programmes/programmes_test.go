@@ -646,7 +646,7 @@ func TestBatchFallback(t *testing.T) {
 		items = append(items, &redeemItem{ctx: f.ctx, org: f.sites[0].Org, key: k, hash: make([]byte, 32),
 			code: book.Codes[i], service: services[0], minutes: 60, date: civil.DateOf(f.clock.Now()), done: make(chan struct{})})
 	}
-	f.svc.redeemer.execute(items, f.svc.redeemer.pace.cutNow(time.Now()))
+	f.svc.redeemer.execute(items, nil)
 	for i, it := range items {
 		<-it.done
 		if (it.err == nil) != (i != 1) {
@@ -669,7 +669,7 @@ func TestBatchUnknownSite(t *testing.T) {
 		items = append(items, &redeemItem{ctx: f.ctx, org: org, key: key(), hash: make([]byte, 32),
 			code: book.Codes[i], service: services[0], minutes: 60, date: civil.DateOf(f.clock.Now()), done: make(chan struct{})})
 	}
-	f.svc.redeemer.execute(items, f.svc.redeemer.pace.cutNow(time.Now()))
+	f.svc.redeemer.execute(items, nil)
 	f.must(items[0].err)
 	wantFault(t, items[1].err, "SITE_NOT_FOUND")
 	f.must(items[2].err)
@@ -689,7 +689,7 @@ func TestBatchSameVoucher(t *testing.T) {
 		items = append(items, &redeemItem{ctx: f.ctx, org: s.Org, key: key(), hash: make([]byte, 32),
 			code: book.Codes[0], service: services[0], minutes: 60, date: civil.DateOf(f.clock.Now()), done: make(chan struct{})})
 	}
-	f.svc.redeemer.execute(items, f.svc.redeemer.pace.cutNow(time.Now()))
+	f.svc.redeemer.execute(items, nil)
 	f.must(items[0].err)
 	inBatch := wantFault(t, items[1].err, "VOUCHER_ALREADY_REDEEMED")
 	_, err := f.redeem(f.sites[2], book.Codes[0].String())
