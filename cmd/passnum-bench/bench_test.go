@@ -150,20 +150,22 @@ func TestBatchSample(t *testing.T) {
 	for _, c := range []struct {
 		name    string
 		a, b    batchSample
+		window  time.Duration
 		want    string
 		wantErr bool
 	}{
-		{"from the start", empty, before, "100 batches of 4.0 requests on average; round trips on average (how many): " +
+		{"from the start", empty, before, 3 * time.Second, "100 batches of 4.0 requests on average; round trips on average (how many): " +
 			"read 5.00 ms (100), write_commit 5.00 ms (100), write 5.00 ms (100), commit 5.00 ms (100); " +
-			"requests waited 1.25 ms on average for their batch to start", false},
+			"requests waited 1.25 ms on average for their batch to start; the writes, one batch at a time, filled 50 % of the 3s", false},
 		// 200 more batches with 1,100 more requests, and 2,000 ms more in each phase and in waits.
-		{"between two samples", before, sample(batchMetrics(300, 5, 2500)), "200 batches of 5.5 requests on average; " +
+		{"between two samples", before, sample(batchMetrics(300, 5, 2500)), 10 * time.Second, "200 batches of 5.5 requests on average; " +
 			"round trips on average (how many): read 10.00 ms (200), write_commit 10.00 ms (200), write 10.00 ms (200), " +
-			"commit 10.00 ms (200); requests waited 1.82 ms on average for their batch to start", false},
-		{"no batch between them", before, before, "", true},
+			"commit 10.00 ms (200); requests waited 1.82 ms on average for their batch to start; " +
+			"the writes, one batch at a time, filled 60 % of the 10s", false},
+		{"no batch between them", before, before, time.Second, "", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := c.b.since(c.a)
+			got, err := c.b.since(c.a, c.window)
 			if (err != nil) != c.wantErr {
 				t.Fatalf("err = %v, want error %v", err, c.wantErr)
 			}

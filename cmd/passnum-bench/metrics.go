@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -54,6 +55,10 @@ const (
 // batchPhases are the round trips of a batch: read, then write_commit after a chain head the
 // process knows, else write and commit.
 var batchPhases = []string{"read", "write_commit", "write", "commit"}
+
+// writePhases are the round trips made under the redeemer's write lock, one batch at a time:
+// their share of a window is how busy the programme's one writer was.
+var writePhases = []string{"write_commit", "write", "commit"}
 
 // sample reads passnumd's /metrics.
 func (d *daemon) sample(ctx context.Context) (serverSample, error) {
@@ -106,9 +111,10 @@ func countSumOf(m *dto.Metric) countSum {
 	return countSum{m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()}
 }
 
-// since describes the batches between a and b: how many, how large, how long each round
-// trip took and how long requests waited for their batch, on average.
-func (b batchSample) since(a batchSample) (string, error) {
+// since describes the batches between a and b, window apart: how many, how large, how long
+// each round trip took and how long requests waited for their batch, on average, and the
+// share of the window the writes filled.
+func (b batchSample) since(a batchSample, window time.Duration) (string, error) {
 	batches := b.size.count - a.size.count
 	if batches == 0 {
 		return "", fmt.Errorf("passnumd counted no redemption batch")
@@ -125,9 +131,15 @@ func (b batchSample) since(a batchSample) (string, error) {
 			phases = append(phases, fmt.Sprintf("%s %.2f ms (%d)", p, meanMS(b.phases[p], a.phases[p]), n))
 		}
 	}
+	var writing float64
+	for _, p := range writePhases {
+		writing += b.phases[p].sum - a.phases[p].sum
+	}
 	return fmt.Sprintf("%d batches of %.1f requests on average; round trips on average (how many): %s; "+
-		"requests waited %.2f ms on average for their batch to start",
-		batches, (b.size.sum-a.size.sum)/float64(batches), strings.Join(phases, ", "), meanMS(b.queued, a.queued)), nil
+		"requests waited %.2f ms on average for their batch to start; the writes, one batch at a time, "+
+		"filled %.0f %% of the %v",
+		batches, (b.size.sum-a.size.sum)/float64(batches), strings.Join(phases, ", "), meanMS(b.queued, a.queued),
+		100*writing/window.Seconds(), window), nil
 }
 
 func hasLabel(labels []*dto.LabelPair, name, value string) bool {

@@ -248,7 +248,7 @@ func (b *bench) latencyRun(ctx context.Context, r *redeemer, first int, rate, pe
 	if err != nil {
 		return lr, err
 	}
-	batches, err := srvB.batches.since(srvA.batches)
+	batches, err := srvB.batches.since(srvA.batches, b.o.latencyDuration)
 	if err != nil {
 		return lr, err
 	}
