@@ -52,13 +52,13 @@ const (
 	batchPhaseMetric  = "passnum_redeem_batch_phase_seconds"
 )
 
-// batchPhases are the round trips of a batch: read, then write_commit after a chain head the
-// process knows, else write and commit.
-var batchPhases = []string{"read", "write_commit", "write", "commit"}
-
 // writePhases are the round trips made under the redeemer's write lock, one batch at a time:
-// their share of a window is how busy the programme's one writer was.
+// write_commit after a chain head the process knows, else write and commit. Their share of a
+// window is how busy the programme's one writer was.
 var writePhases = []string{"write_commit", "write", "commit"}
+
+// batchPhases are the round trips of a batch: read, then its writes.
+var batchPhases = append([]string{"read"}, writePhases...)
 
 // sample reads passnumd's /metrics.
 func (d *daemon) sample(ctx context.Context) (serverSample, error) {
